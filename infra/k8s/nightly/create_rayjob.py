@@ -20,6 +20,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -39,7 +40,9 @@ class KubeApi:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.namespace = namespace
-        self.context = ssl.create_default_context(cafile=ca_file) if base_url.startswith("https") else None
+        self.context = (
+            ssl.create_default_context(cafile=ca_file) if base_url.startswith("https") else None
+        )
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()
@@ -52,7 +55,9 @@ class KubeApi:
             with urllib.request.urlopen(req, timeout=30, context=self.context) as resp:
                 return json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as e:
-            raise ApiError(f"{method} {path}: HTTP {e.code}: {e.read().decode(errors='replace')[:500]}") from e
+            raise ApiError(
+                f"{method} {path}: HTTP {e.code}: {e.read().decode(errors='replace')[:500]}"
+            ) from e
 
     def rayjobs_path(self, name: str = "") -> str:
         path = f"/apis/ray.io/v1/namespaces/{self.namespace}/rayjobs"
@@ -66,8 +71,13 @@ def in_cluster_api(args: argparse.Namespace) -> KubeApi:
         host = os.environ["KUBERNETES_SERVICE_HOST"]
         port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
         base_url = f"https://{host}:{port}"
-    token = open(args.token_file or f"{SERVICE_ACCOUNT_DIR}/token", encoding="utf-8").read().strip()
-    namespace = args.namespace or open(f"{SERVICE_ACCOUNT_DIR}/namespace", encoding="utf-8").read().strip()
+    token = (
+        Path(args.token_file or f"{SERVICE_ACCOUNT_DIR}/token").read_text(encoding="utf-8").strip()
+    )
+    namespace = (
+        args.namespace
+        or Path(f"{SERVICE_ACCOUNT_DIR}/namespace").read_text(encoding="utf-8").strip()
+    )
     ca_file = args.ca_file or (f"{SERVICE_ACCOUNT_DIR}/ca.crt" if args.api_url is None else None)
     return KubeApi(base_url, token, namespace, ca_file)
 
@@ -100,7 +110,7 @@ def run(api: KubeApi, template: dict[str, Any], keep: int, allow_concurrent: boo
     )
     deleted = []
     # The new run counts towards --keep.
-    for j in finished[max(keep - 1, 0):]:
+    for j in finished[max(keep - 1, 0) :]:
         name = j["metadata"]["name"]
         api.request("DELETE", api.rayjobs_path(name), {"propagationPolicy": "Background"})
         deleted.append(name)
@@ -109,11 +119,23 @@ def run(api: KubeApi, template: dict[str, Any], keep: int, allow_concurrent: boo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--template", required=True, help="RayJob YAML with metadata.labels app.kubernetes.io/component")
-    parser.add_argument("--keep", type=int, default=7, help="finished nightly RayJobs to keep (incl. tonight's)")
-    parser.add_argument("--allow-concurrent", action="store_true", help="start even if last night's run is still going")
+    parser.add_argument(
+        "--template",
+        required=True,
+        help="RayJob YAML with metadata.labels app.kubernetes.io/component",
+    )
+    parser.add_argument(
+        "--keep", type=int, default=7, help="finished nightly RayJobs to keep (incl. tonight's)"
+    )
+    parser.add_argument(
+        "--allow-concurrent",
+        action="store_true",
+        help="start even if last night's run is still going",
+    )
     parser.add_argument("--api-url", help="API server URL (default: the in-cluster service)")
-    parser.add_argument("--token-file", help="bearer token file (default: the pod's service account)")
+    parser.add_argument(
+        "--token-file", help="bearer token file (default: the pod's service account)"
+    )
     parser.add_argument("--namespace", help="namespace (default: the pod's)")
     parser.add_argument("--ca-file", help="CA bundle for https (default: the service account's)")
     args = parser.parse_args(argv)
