@@ -15,7 +15,7 @@
 #
 # Environment (exported by ray-cluster.sbatch; srun passes it on):
 #   RAY_TMPDIR           Ray's --temp-dir on every node, unique per job (required)
-#   RAY_PORT             GCS port; RAY_PORT+2..+8 are used for the other head/node services
+#   RAY_PORT             GCS port; RAY_PORT+1..+8 are used for the other head/node services
 #   RAY_HEAD_ADDRESS     host:port of the head's GCS (worker only)
 #   RAY_CPUS_PER_NODE    logical CPUs for Ray (default: $SLURM_CPUS_ON_NODE, else nproc)
 #   GPUS_PER_NODE        GPUs for Ray (default: $SLURM_GPUS_ON_NODE, else the number of
@@ -159,6 +159,12 @@ run_node() {
     if [[ $role == head ]]; then
         args=(--head --port="$port" --dashboard-port="$((port + 2))"
             --include-dashboard="${RAY_DASHBOARD:-false}" "${args[@]}")
+        # With Ray Client's dependency (grpc) installed the head also serves Ray Client, on
+        # 10001 unless told otherwise: a second cluster on the node would collide. Without it,
+        # Ray refuses the option.
+        if "${run[@]}" python -c 'import grpc' 2>/dev/null; then
+            args+=(--ray-client-server-port="$((port + 1))")
+        fi
     else
         args=(--address="${RAY_HEAD_ADDRESS:?RAY_HEAD_ADDRESS must be set for a worker}" "${args[@]}")
     fi
