@@ -166,7 +166,8 @@ def train_loop_per_worker(config: dict) -> None:
         model.train()
         total, count = 0.0, 0
         batches = train_shard.iter_torch_batches(
-            batch_size=cfg.batch_size, local_shuffle_buffer_size=max(cfg.batch_size * 8, 256), local_shuffle_seed=cfg.seed + epoch
+            batch_size=cfg.batch_size, drop_last=True,  # batch norm needs more than one example
+            local_shuffle_buffer_size=max(cfg.batch_size * 8, 256), local_shuffle_seed=cfg.seed + epoch,
         )
         for step, batch in enumerate(batches):
             if cfg.max_steps_per_epoch is not None and step >= cfg.max_steps_per_epoch:

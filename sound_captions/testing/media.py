@@ -8,7 +8,7 @@ kind       signal                                 AudioSet class (mid)
 beep       pulsed sine tone, 600–2400 Hz          Beep, bleep (/m/02fs_r)
 music      major-triad chords with harmonics,     Music (/m/04rlf)
            a new chord every 0.5 s
-noise      white or pink noise                    White noise (/m/0chx_)
+noise      white noise                            White noise (/m/0chx_)
 silence    digital silence                        (no label)
 =========  =====================================  =======================
 
@@ -62,7 +62,7 @@ def _music(rng: np.random.Generator, seconds: float) -> str:
 
 
 def _noise(rng: np.random.Generator, seconds: float) -> str:
-    colour = str(rng.choice(["white", "pink"]))
+    colour = "white"
     amplitude = float(rng.uniform(0.1, 0.5))
     seed = int(rng.integers(0, 2**31 - 1))
     return f"anoisesrc=c={colour}:a={amplitude:.3f}:r={_RATE}:d={seconds}:s={seed}"
