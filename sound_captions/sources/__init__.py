@@ -1,0 +1,1 @@
+"""Source readers: AudioSet segment lists, strong labels, user manifests → ClipRequest records."""
