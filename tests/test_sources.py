@@ -278,7 +278,9 @@ def test_selection_is_deterministic_for_a_seed_and_independent_of_input_order(
     random.Random(0).shuffle(shuffled)
     b = select_clips(shuffled, ontology, ["Speech", "Music"], seed=7, **args)
     assert a == b
-    others = [select_clips(excerpt, ontology, ["Speech", "Music"], seed=s, **args) for s in range(5)]
+    others = [
+        select_clips(excerpt, ontology, ["Speech", "Music"], seed=s, **args) for s in range(5)
+    ]
     assert any(o != a for o in others)
 
 

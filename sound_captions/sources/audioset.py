@@ -21,7 +21,6 @@ bad number, end <= start, a label id that is not an AudioSet id or not in ``know
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 from collections.abc import Collection
