@@ -8,7 +8,8 @@ the real ffmpeg can download from it: ``GET`` and ``HEAD``, byte ranges (``Range
 - :meth:`MediaServer.missing` — ``404`` for the path, even if the file exists;
 - :meth:`MediaServer.throttle` — ``429 Too Many Requests`` with ``Retry-After`` for the first
   *times* requests to the path (``times=None``: forever), then served normally;
-- :meth:`MediaServer.fail` — any status for the path, for the first *times* requests (or forever).
+- :meth:`MediaServer.fail` — any status for the path, for the first *times* requests (or forever);
+- :meth:`MediaServer.slow` — serve the path at a limited byte rate (to kill a client mid-way).
 
 Every request is counted per path (:meth:`MediaServer.request_count`), so a test can assert that
 a rerun fetched nothing.
@@ -29,13 +30,23 @@ import re
 import shutil
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request as the server saw it (headers as sent, e.g. ``Range``, ``Cookie``)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
 
 
 @dataclass
@@ -59,8 +70,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(head=False)
 
     def _serve(self, *, head: bool) -> None:
-        path = self.path.split("?", 1)[0]
+        # absolute-form targets ("GET http://host/x.mp4") arrive when the server is used as an
+        # HTTP proxy: serve the path, so tests can check that a proxy option is honoured
+        path = urlsplit(self.path).path if "://" in self.path else self.path.split("?", 1)[0]
         owner = self.server.owner
+        owner._log_request(self.command, path, dict(self.headers.items()))
         fault = owner._next_fault(path)
         if fault is not None:
             self._send_status(fault.status, retry_after_s=fault.retry_after_s, head=head)
@@ -95,16 +109,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return
+        rate = owner._rate(path)
+        chunk_size = 64 * 1024 if rate is None else max(1, min(64 * 1024, rate // 10))
         try:
             with open(file, "rb") as f:
                 f.seek(start)
                 remaining = length
                 while remaining > 0:
-                    chunk = f.read(min(64 * 1024, remaining))
+                    chunk = f.read(min(chunk_size, remaining))
                     if not chunk:
                         break
                     self.wfile.write(chunk)
                     remaining -= len(chunk)
+                    if rate is not None:
+                        self.wfile.flush()
+                        time.sleep(len(chunk) / rate)
         except (BrokenPipeError, ConnectionResetError):
             # Clients (yt-dlp's probe, ffmpeg seeking) often hang up mid-body; that is normal.
             self.close_connection = True
@@ -175,6 +194,8 @@ class MediaServer:
         self._lock = threading.Lock()
         self._faults: dict[str, _Fault] = {}
         self._counts: collections.Counter[str] = collections.Counter()
+        self._log: list[RequestRecord] = []
+        self._rates: dict[str, int] = {}
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -249,9 +270,20 @@ class MediaServer:
         with self._lock:
             self._faults[_norm(path)] = _Fault(int(status), times)
 
+    def slow(self, path: str, bytes_per_s: int | None) -> None:
+        """Serve *path* at about *bytes_per_s* (None: full speed again), e.g. to kill a client
+        mid-download."""
+        with self._lock:
+            if bytes_per_s is None:
+                self._rates.pop(_norm(path), None)
+            else:
+                self._rates[_norm(path)] = int(bytes_per_s)
+
     def clear_faults(self) -> None:
+        """Forget scripted faults and slow paths."""
         with self._lock:
             self._faults.clear()
+            self._rates.clear()
 
     # -- accounting ------------------------------------------------------------------------
     def request_count(self, path: str | None = None) -> int:
@@ -265,7 +297,17 @@ class MediaServer:
         with self._lock:
             return dict(self._counts)
 
+    def requests_log(self, path: str | None = None) -> list[RequestRecord]:
+        """Every request received (or those for *path*), in arrival order."""
+        with self._lock:
+            log = list(self._log)
+        return log if path is None else [r for r in log if r.path == _norm(path)]
+
     # -- used by the handler ---------------------------------------------------------------
+    def _log_request(self, method: str, path: str, headers: dict[str, str]) -> None:
+        with self._lock:
+            self._log.append(RequestRecord(method, _norm(path), headers))
+
     def _next_fault(self, path: str) -> _Fault | None:
         path = _norm(path)
         with self._lock:
@@ -278,6 +320,10 @@ class MediaServer:
                     return None
                 fault.remaining -= 1
             return fault
+
+    def _rate(self, path: str) -> int | None:
+        with self._lock:
+            return self._rates.get(_norm(path))
 
     def _resolve(self, path: str) -> Path | None:
         rel = _norm(path).lstrip("/")
