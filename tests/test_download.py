@@ -448,3 +448,52 @@ def test_options_round_trip_and_validate() -> None:
         DownloadOptions("s", jitter=2.0)
     with pytest.raises(ValueError, match="unknown download options"):
         DownloadOptions.from_dict({"scratch_dir": "s", "retires": 3})
+
+
+# -- the test server itself --------------------------------------------------------------------
+
+
+def _http(server: MediaServer, path: str, method: str = "GET", **headers: str):
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(server.url(path), method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+@pytest.mark.network
+def test_media_server_answers_ranges_like_a_static_host(tmp_path) -> None:
+    body = bytes(range(256)) * 4  # 1024 bytes
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "f.bin").write_bytes(body)
+    (tmp_path / "secret.bin").write_bytes(b"outside the served folder")
+    with MediaServer(root, retry_after_s=3) as srv:
+        status, headers, data = _http(srv, "f.bin")
+        assert (status, data, headers["Accept-Ranges"]) == (200, body, "bytes")
+        status, headers, data = _http(srv, "f.bin", Range="bytes=10-19")
+        assert (status, data, headers["Content-Range"]) == (206, body[10:20], "bytes 10-19/1024")
+        assert _http(srv, "f.bin", Range="bytes=1000-")[2] == body[1000:]
+        assert _http(srv, "f.bin", Range="bytes=-24")[2] == body[-24:]
+        assert _http(srv, "f.bin", Range="bytes=1000-5000")[2] == body[1000:]
+        status, headers, _ = _http(srv, "f.bin", Range="bytes=2000-")
+        assert (status, headers["Content-Range"]) == (416, "bytes */1024")
+        status, headers, data = _http(srv, "f.bin", method="HEAD")
+        assert (status, headers["Content-Length"], data) == (200, "1024", b"")
+        assert _http(srv, "nope.bin")[0] == 404
+        assert _http(srv, "../secret.bin")[0] == 404  # never serves outside its folder
+
+        srv.throttle("/f.bin", times=2)
+        first, second, third = (_http(srv, "f.bin") for _ in range(3))
+        assert (first[0], second[0], third[0]) == (429, 429, 200)
+        assert first[1]["Retry-After"] == "3"
+        srv.missing("/f.bin")
+        assert _http(srv, "f.bin")[0] == 404
+        srv.fail("/f.bin", 503, times=1)
+        assert _http(srv, "f.bin")[0] == 503
+        assert srv.request_count("/f.bin") == 12
+        assert srv.url_template == f"http://127.0.0.1:{srv.port}/{{ytid}}.mp4"
