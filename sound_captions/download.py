@@ -667,6 +667,10 @@ def _ydl_params(
         "external_downloader_args": ffmpeg_args,
         "force_keyframes_at_cuts": options.force_keyframes_at_cuts,
     }
+    if options.audio_only:
+        # Ranges always go through ffmpeg; whole files would go through yt-dlp's byte copier,
+        # which cannot drop the video of a combined format, so send those to ffmpeg as well.
+        params["external_downloader"] = {"default": "ffmpeg"}
     if request.start_s is not None or request.end_s is not None:
         start = request.start_s or 0.0
         end = float("inf") if request.end_s is None else request.end_s

@@ -136,6 +136,14 @@ def test_only_the_requested_segment_is_downloaded_audio_only(tmp_path, server) -
 
 
 @pytest.mark.network
+def test_a_whole_file_request_is_audio_only_too(tmp_path, server) -> None:
+    outcome = download_segment(_request("tone", None, None), _options(tmp_path, server))
+    assert outcome.ok, outcome
+    assert abs(len(_decode(outcome.path)) - MEDIA_S * SAMPLE_RATE_HZ) <= 800
+    assert not _has_video_stream(outcome.path)
+
+
+@pytest.mark.network
 def test_two_segments_of_one_video_are_both_downloaded(tmp_path, server) -> None:
     # yt-dlp's own download_archive would skip the second one ("already recorded")
     options = _options(tmp_path, server)

@@ -205,6 +205,9 @@ def test_request_rows_round_trip() -> None:
     request = strong[0].with_selection((DOG,))
     back = ClipRequest.from_row(request.to_row())
     assert back == request and back.events == request.events
+    row = request.to_row() | {"start_s": float("nan"), "end_s": None}  # nulls from Arrow
+    assert ClipRequest.from_row(row).start_s is None
+    assert ClipRequest.from_row(row).end_s is None
 
 
 @pytest.mark.parametrize(

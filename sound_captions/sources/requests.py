@@ -3,6 +3,7 @@ could not be used (:class:`SourceFailure`)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -100,18 +101,25 @@ class ClipRequest:
                 seq("event_labels"), seq("event_onset_ms"), seq("event_offset_ms"), strict=True
             )
         )
-        start, end = row.get("start_s"), row.get("end_s")
         return cls(
             clip_id=str(row["clip_id"]),
             source=str(row["source"]),
-            start_s=None if start is None else float(start),
-            end_s=None if end is None else float(end),
+            start_s=_optional_seconds(row.get("start_s")),
+            end_s=_optional_seconds(row.get("end_s")),
             labels=tuple(str(x) for x in seq("labels")),
             origin=str(row.get("origin", "")),
             selected_labels=tuple(str(x) for x in seq("selected_labels")),
             negative=bool(row.get("negative", False)),
             events=events,
         )
+
+
+def _optional_seconds(value: Any) -> Seconds | None:
+    """None, NaN (how Arrow nulls arrive in numpy batches) → None; numbers → float."""
+    if value is None:
+        return None
+    seconds = float(value)
+    return None if math.isnan(seconds) else seconds
 
 
 @dataclass(frozen=True)
