@@ -27,6 +27,11 @@ Failure reasons (:data:`REASONS`): ``unavailable`` (404/410, "Video unavailable"
 ``geo_blocked``, ``decode_error`` (ffmpeg cannot parse the media), ``no_audio`` (no audio stream),
 ``too_short`` (segment starts past the end), ``other`` (anything else, message kept).
 
+yt-dlp runs ffmpeg with ``-loglevel quiet`` and reports only "ffmpeg exited with code N"; when
+that happens, one short ffmpeg probe of the selected format's URL (with our own stderr capture)
+tells ``decode_error`` and ``no_audio`` apart from network trouble, and its words go into the
+message. Whole-file requests (no range) are also sent through ffmpeg when ``audio_only``.
+
 yt-dlp finds ffmpeg for ``download_ranges`` on ``PATH`` only (its check ignores
 ``ffmpeg_location``), so :func:`ensure_ffmpeg_on_path` links imageio-ffmpeg's binary as
 ``ffmpeg`` into a private folder put first on ``PATH``.
