@@ -1,1 +1,1 @@
-"""Where labelled clips come from: user manifests, AudioSet segment lists, strong labels."""
+"""Source readers: user manifests, AudioSet segment lists, strong labels → ClipRequest records."""

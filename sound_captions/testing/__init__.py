@@ -1,1 +1,1 @@
-"""Helpers for tests and demos that ship with the package (generated media, servers)."""
+"""Test helpers that ship with the package (generated media, loopback servers)."""
