@@ -74,7 +74,10 @@ def ffmpeg_exe() -> str:
 
 _INPUT_RE = re.compile(r"^Input #0, (?P<names>[^ ]+), from ", re.MULTILINE)
 _DURATION_RE = re.compile(r"Duration: (?P<h>\d+):(?P<m>\d\d):(?P<s>\d\d)\.(?P<cs>\d\d)")
-_STREAM_RE = re.compile(r"^\s*Stream #0:\d+.*?: (?P<kind>Video|Audio): (?P<codec>[A-Za-z0-9_]+)(?P<rest>.*)$", re.MULTILINE)
+_STREAM_RE = re.compile(
+    r"^\s*Stream #0:\d+.*?: (?P<kind>Video|Audio): (?P<codec>[A-Za-z0-9_]+)(?P<rest>.*)$",
+    re.MULTILINE,
+)
 
 
 def parse_probe(ffmpeg_stderr: str) -> MediaProbe:
@@ -148,7 +151,9 @@ def write_proxy(src: str | os.PathLike, dst: str | os.PathLike, probe: MediaProb
     proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
     if proc.returncode != 0:
         part.unlink(missing_ok=True)
-        raise PreviewMediaError(f"ffmpeg could not make a preview proxy of {src}:\n{proc.stderr[-2000:]}")
+        raise PreviewMediaError(
+            f"ffmpeg could not make a preview proxy of {src}:\n{proc.stderr[-2000:]}"
+        )
     os.replace(part, dst)
     return dst
 

@@ -51,17 +51,23 @@ def _local(uri: str) -> Path:
     if uri.startswith("file://"):
         return Path(urllib.parse.unquote(urllib.parse.urlparse(uri).path))
     if "://" in uri:
-        raise ValueError(f"unsupported URI for a preview input (use a path, file:// or s3://): {uri!r}")
+        raise ValueError(
+            f"unsupported URI for a preview input (use a path, file:// or s3://): {uri!r}"
+        )
     return Path(uri)
 
 
 def _uri_name(uri: str) -> str:
-    return urllib.parse.unquote(uri.rstrip("/").rsplit("/", 1)[-1]) if "://" in uri else Path(uri).name
+    return (
+        urllib.parse.unquote(uri.rstrip("/").rsplit("/", 1)[-1]) if "://" in uri else Path(uri).name
+    )
 
 
 def vtt_data_url(text: str) -> str:
     """A WebVTT document as a ``data:text/vtt`` URL (base64 of its UTF-8 bytes)."""
-    return "data:text/vtt;charset=utf-8;base64," + base64.b64encode(text.encode("utf-8")).decode("ascii")
+    return "data:text/vtt;charset=utf-8;base64," + base64.b64encode(text.encode("utf-8")).decode(
+        "ascii"
+    )
 
 
 def _json_for_script(data: object) -> str:
@@ -211,7 +217,9 @@ def write_preview(
 
     meta = [f"{len(cues)} sound cue{'s' if len(cues) != 1 else ''}", html.escape(media_note)]
     if grid is not None:
-        meta.append(f"heat map: top {len(grid.labels)} of {grid.total_labels} labels by peak probability")
+        meta.append(
+            f"heat map: top {len(grid.labels)} of {grid.total_labels} labels by peak probability"
+        )
     if speech_text is not None:
         meta.append("with speech subtitles")
     legend = '<span><span class="swatch"></span> sound caption cue</span>'

@@ -67,6 +67,7 @@ PAGE_JS = r"""
   let media = "loading";
   let pageTime = 0;          // the clock while the browser cannot play the file at all
   let geom = null;
+  let hovering = false;      // the readout shows the pointer's time and value, else the position
 
   soundTrack.mode = "showing";
   if (speechEl) speechEl.track.mode = "showing";
@@ -208,7 +209,8 @@ PAGE_JS = r"""
     }
 
     geom = { left: left, width: width, top: 0, height: cssH, seconds: n, laneTop: laneTop, heatTop: heatTop };
-    cursor.style.height = cssH + "px";
+    cursor.style.top = (AXIS_H - 3) + "px";  // under the tick labels, so they stay readable
+    cursor.style.height = (cssH - AXIS_H + 3) + "px";
     wrap.setAttribute("aria-valuemax", String(n));
     publish(true);
     update();
@@ -229,6 +231,7 @@ PAGE_JS = r"""
     wrap.setAttribute("aria-valuenow", t.toFixed(1));
     wrap.setAttribute("aria-valuetext", fmt(t));
     if (!box.hidden) box.textContent = activeTexts().join("\n");
+    if (!hovering) readout.textContent = "at " + fmt(t) + (media === "unplayable" ? "" : (video.paused ? " (paused)" : ""));
   }
   function setMedia(state, text) {
     media = state;
@@ -285,9 +288,10 @@ PAGE_JS = r"""
   wrap.addEventListener("click", function (e) { if (geom) seek(timeAt(e.clientX)); });
   wrap.addEventListener("mousemove", function (e) {
     if (!geom) return;
+    hovering = true;
     const r = canvas.getBoundingClientRect();
     const t = timeAt(e.clientX), y = e.clientY - r.top, sec = Math.floor(t);
-    let text = fmt(Math.max(0, t));
+    let text = "pointer " + fmt(Math.max(0, t));
     if (D.grid && y >= geom.heatTop && sec >= 0 && sec < D.grid.seconds) {
       const row = Math.floor((y - geom.heatTop) / ROW_H);
       if (row >= 0 && row < D.grid.labels.length) {
@@ -299,7 +303,7 @@ PAGE_JS = r"""
     }
     readout.textContent = text;
   });
-  wrap.addEventListener("mouseleave", function () { readout.textContent = ""; });
+  wrap.addEventListener("mouseleave", function () { hovering = false; update(); });
   wrap.addEventListener("keydown", function (e) {
     const jumps = { ArrowLeft: -1, ArrowRight: 1, PageUp: -10, PageDown: 10 };
     if (e.key in jumps) { seek(now() + jumps[e.key]); e.preventDefault(); }

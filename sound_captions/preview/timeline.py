@@ -131,7 +131,9 @@ def read_scores(data: bytes, max_rows: int = DEFAULT_MAX_ROWS) -> ScoreGrid:
     missing = [mid for mid in labels if mid not in table.column_names]
     if missing:
         raise PreviewInputError(f"scores file lacks columns for labels {missing[:5]}")
-    names_by_mid: dict[str, str] = json.loads(meta[b"label_names"]) if b"label_names" in meta else {}
+    names_by_mid: dict[str, str] = (
+        json.loads(meta[b"label_names"]) if b"label_names" in meta else {}
+    )
 
     seconds = table.column("second").to_numpy(zero_copy_only=False).astype(np.int64)
     if seconds.size and seconds.min() < 0:
