@@ -67,16 +67,21 @@ def _has_encoder(name: str) -> bool:
     return re.search(rf"^\s*\S+\s+{re.escape(name)}\s", out, re.MULTILINE) is not None
 
 
-def make_video(path: Path, vcodec: list[str], acodec: list[str]) -> Path:
-    """8 s test pattern at 320×240/25 fps; audio: silence 0–2 s, 1 kHz sine 2–5 s, silence 5–8 s."""
+def make_video(path: Path, vcodec: list[str] | None, acodec: list[str]) -> Path:
+    """8 s test pattern at 320×240/25 fps (none when ``vcodec`` is None); audio: silence 0–2 s,
+    1 kHz sine 2–5 s, silence 5–8 s."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
-    cmd += ["-f", "lavfi", "-i", f"testsrc=size=320x240:rate=25:duration={N_SECONDS}"]
     cmd += ["-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono:d=2"]
     cmd += ["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000:duration=3"]
     cmd += ["-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono:d=3"]
-    cmd += ["-filter_complex", "[1:a][2:a][3:a]concat=n=3:v=0:a=1[a]", "-map", "0:v", "-map", "[a]"]
-    cmd += [*vcodec, *acodec, "-t", str(N_SECONDS), str(path)]
-    subprocess.run(cmd, check=True, capture_output=True)
+    if vcodec is not None:
+        cmd += ["-f", "lavfi", "-i", f"testsrc=size=320x240:rate=25:duration={N_SECONDS}"]
+    cmd += ["-filter_complex", "[0:a][1:a][2:a]concat=n=3:v=0:a=1[a]", "-map", "[a]", *acodec]
+    if vcodec is not None:
+        cmd += ["-map", "3:v", *vcodec]
+    cmd += ["-t", str(N_SECONDS), str(path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
     return path
 
 
@@ -95,6 +100,7 @@ def media(tmp_path_factory) -> dict[str, Path]:
         ),
         # Motion-JPEG + PCM in AVI: a camcorder file no browser plays
         "avi": make_video(root / "clip.avi", ["-c:v", "mjpeg"], ["-c:a", "pcm_s16le"]),
+        "m4a": make_video(root / "clip.m4a", None, ["-c:a", "aac"]),
     }
 
 
@@ -557,7 +563,21 @@ def test_run_index_links_open_the_previews(browser, media, inputs, tmp_path):
     page.locator("#filter").fill("decode_error")
     assert page.locator("#runs tbody tr:visible").count() == 1
     page.locator("#filter").fill("")
+    save_screenshot(page, tmp_path / "index.png", ARTIFACTS / "preview-index.png")
     page.locator("a", has_text="clip.webm").click()
     _wait_ready(page)
     assert page.evaluate(SEEK_AND_READ_CUES, [3.0, 0])["active"] == ["[beeping]"]
+    assert page.js_errors == []
+
+
+@pytest.mark.browser
+def test_audio_only_media_shows_the_captions_under_the_player(browser, media, inputs, tmp_path):
+    out = write_preview(media["m4a"], inputs["vtt"], tmp_path / "out", scores_uri=inputs["scores"])
+    page = open_page(browser, out)
+    _wait_ready(page)
+    assert page.evaluate("() => __preview.media") == "no-picture"
+    assert page.evaluate(SEEK_AND_READ_CUES, [3.0, 0])["active"] == ["[beeping]"]
+    page.wait_for_function("document.getElementById('caption-box').innerText === '[beeping]'")
+    assert page.evaluate(SEEK_AND_READ_CUES, [6.5, 0])["active"] == []
+    page.wait_for_function("document.getElementById('caption-box').innerText.trim() === ''")
     assert page.js_errors == []

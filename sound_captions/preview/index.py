@@ -175,7 +175,7 @@ def write_run_index(
             + "</td>"
             f'<td class="num">{html.escape(_fmt_duration(row.get("duration_s")))}</td>'
             f'<td class="num">{"" if cue_count is None else int(cue_count)}</td>'
-            f"<td>{html.escape(', '.join(_display_labels(row.get('top_labels'))))}</td>"
+            f"<td>{html.escape('; '.join(_display_labels(row.get('top_labels'))))}</td>"
             f"<td>{vtt_cell}</td>"
             "</tr>"
         )

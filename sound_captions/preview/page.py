@@ -20,6 +20,7 @@ import json
 import os
 import re
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -107,19 +108,36 @@ def _caption_text_from_scores(data: bytes) -> dict[str, str]:
     return json.loads(meta[b"caption_text"]) if b"caption_text" in meta else {}
 
 
+def describe_media(probe: media_mod.MediaProbe, file_name: str) -> str:
+    """``"avi file, mjpeg video, pcm_s16le audio"``: what a viewer needs to know about a file."""
+    kind = (Path(file_name).suffix.lstrip(".") or probe.containers[0]).lower()
+    return ", ".join(
+        [f"{kind} file"]
+        + [f"{c} video" for c in probe.video_codecs[:1]]
+        + [f"{c} audio" for c in probe.audio_codecs[:1]]
+    )
+
+
+@dataclass(frozen=True)
+class PreparedVideo:
+    """The file the page plays: ``src`` relative to the page's folder (URL-quoted), its probe,
+    whether the browser is expected to play it, and a note naming the source (and proxy)."""
+
+    src: str
+    probe: media_mod.MediaProbe
+    playable: bool
+    note: str
+
+
 def prepare_video(
     video_uri: str, out_dir: Path, *, copy_video: bool, transcode: Transcode
-) -> tuple[str, media_mod.MediaProbe, bool]:
-    """Put a playable video where the page can reach it.
-
-    Returns the ``src`` for ``<video>`` (relative to ``out_dir``), the probe of the file the page
-    will play, and whether that file is expected to play in the browser.
-    """
+) -> PreparedVideo:
+    """Put a playable video where the page can reach it (copy, relative link or WebM proxy)."""
     if transcode not in ("auto", "always", "never"):
         raise ValueError(f"transcode must be 'auto', 'always' or 'never', not {transcode!r}")
     name = _uri_name(video_uri)
     if video_uri.startswith("s3://"):
-        source = out_dir / name
+        source = (out_dir / name).resolve()
         media_mod.copy_bytes(read_uri_bytes(video_uri), source)
         fetched = True
     else:
@@ -129,6 +147,7 @@ def prepare_video(
         fetched = False
     probe = media_mod.probe_media(source)
     playable = media_mod.is_browser_playable(probe)
+    note = describe_media(probe, name)
 
     if transcode == "always" or (transcode == "auto" and not playable):
         proxy = out_dir / (Path(name).stem + media_mod.PROXY_SUFFIX)
@@ -136,14 +155,15 @@ def prepare_video(
         if fetched:
             source.unlink()
         played, probe, playable = proxy, media_mod.probe_media(proxy), True
+        note = f"{note}; playing a WebM proxy ({describe_media(probe, proxy.name)})"
     elif fetched or not copy_video:
         played = source
     else:
         played = out_dir / name
         if played.resolve() != source:
             media_mod.copy_file(source, played)
-    rel = os.path.relpath(played, out_dir.resolve()).replace(os.sep, "/")
-    return urllib.parse.quote(rel), probe, playable
+    rel = os.path.relpath(played.resolve(), out_dir.resolve()).replace(os.sep, "/")
+    return PreparedVideo(urllib.parse.quote(rel), probe, playable, note)
 
 
 def write_preview(
@@ -194,19 +214,14 @@ def write_preview(
         caption_text = _caption_text_from_scores(scores)
     lanes, bars = cue_lanes(cues)
 
-    src, probe, playable = prepare_video(video_uri, out, copy_video=copy_video, transcode=transcode)
+    video = prepare_video(video_uri, out, copy_video=copy_video, transcode=transcode)
     name = _uri_name(video_uri)
-    media_note = ", ".join(
-        [f"{(Path(src).suffix.lstrip('.') or probe.containers[0]).lower()} file"]
-        + [f"{c} video" for c in probe.video_codecs[:1]]
-        + [f"{c} audio" for c in probe.audio_codecs[:1]]
-    )
     data = {
         "title": title or name,
-        "durationS": probe.duration_s,
-        "hasVideo": probe.has_video,
-        "expectPlayable": playable,
-        "mediaNote": media_note,
+        "durationS": video.probe.duration_s,
+        "hasVideo": video.probe.has_video,
+        "expectPlayable": video.playable,
+        "mediaNote": video.note,
         "cues": [{"start": c.start_ms, "end": c.end_ms, "text": c.text} for c in cues],
         "lanes": lanes,
         "bars": [list(bar) for bar in bars],
@@ -215,7 +230,7 @@ def write_preview(
         "ramp": list(VIRIDIS_STOPS),
     }
 
-    meta = [f"{len(cues)} sound cue{'s' if len(cues) != 1 else ''}", html.escape(media_note)]
+    meta = [f"{len(cues)} sound cue{'s' if len(cues) != 1 else ''}", html.escape(video.note)]
     if grid is not None:
         meta.append(
             f"heat map: top {len(grid.labels)} of {grid.total_labels} labels by peak probability"
@@ -236,7 +251,7 @@ def write_preview(
         "JS": PAGE_JS,
         "TITLE": html.escape(title or name),
         "META": " · ".join(meta),
-        "VIDEO_SRC": html.escape(src),
+        "VIDEO_SRC": html.escape(video.src),
         "SOUND_VTT": vtt_data_url(captions_text),
         "SPEECH_TRACK": speech_track,
         "LEGEND": legend,
