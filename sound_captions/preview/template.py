@@ -263,7 +263,7 @@ PAGE_JS = r"""
       "the timeline still work: click the timeline to move through them. For a playable copy, run " +
       "sound-captions preview again with --transcode always.");
   });
-  video.addEventListener("loadedmetadata", function () {
+  function onMetadata() {
     if (D.hasVideo && video.videoWidth === 0) {
       setMedia("no-picture", "This browser plays the sound of this file but cannot show its picture (" +
         D.mediaNote + "). For a playable copy, run sound-captions preview again with --transcode always.");
@@ -271,8 +271,11 @@ PAGE_JS = r"""
       setMedia(D.hasVideo ? "playable" : "no-picture", "");
     }
     draw();
-  });
+  }
+  video.addEventListener("loadedmetadata", onMetadata);
+  // the media may have got this far while the page was still parsing
   if (video.error) video.dispatchEvent(new Event("error"));
+  else if (video.readyState >= 1) onMetadata();
   soundTrack.addEventListener("cuechange", update);
   ["timeupdate", "seeking", "seeked", "pause"].forEach(function (ev) { video.addEventListener(ev, update); });
   video.addEventListener("play", function loop() {
