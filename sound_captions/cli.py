@@ -61,7 +61,7 @@ def _start_ray(ctx: click.Context) -> None:
 @main.command()
 @click.option("--workdir", default="demo-work", show_default=True, help="Where the corpus, dataset, model and captions go.")
 @click.option("--model", default="baseline", show_default=True, help="Architecture to train.")
-@click.option("--epochs", default=8, show_default=True)
+@click.option("--epochs", default=12, show_default=True)
 @click.option("--workers", default=1, show_default=True, help="Ray Train workers.")
 @click.option("--clips-per-kind", default=14, show_default=True)
 @click.option("--min-f1", type=float, default=None, help="Exit non-zero when the overall per-second F1 is below this.")
@@ -204,6 +204,47 @@ def caption(ctx, inputs, model, out, force, smoothing, vocabulary, inference_act
     click.echo(summary_text(run), nl=False)
     if run.failed:
         raise SystemExit(1)
+
+
+# --------------------------------------------------------------------------------------- preview
+
+
+@main.command("preview")
+@click.argument("video")
+@click.option("--captions", required=True, help="Sound captions WebVTT (path, file:// or s3://).")
+@click.option("--scores", default=None, help="Per-second scores Parquet for the heat map.")
+@click.option("--speech", default=None, help="Speech subtitles WebVTT, shown as a second track.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--title", default=None)
+@click.option("--link-video", is_flag=True, help="Link a local video by relative path instead of copying it.")
+@click.option(
+    "--transcode", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+    help="Write a WebM proxy when the browser cannot play the file (auto), always, or never.",
+)
+@click.option("--max-rows", type=int, default=16, show_default=True, help="Heat-map rows (labels by peak).")
+def preview_cmd(video, captions, scores, speech, out_dir, title, link_video, transcode, max_rows):
+    """Write a self-contained HTML page to watch VIDEO with its sound captions."""
+    from sound_captions.preview import write_preview
+
+    click.echo(
+        write_preview(
+            video, captions, out_dir, scores_uri=scores, speech_uri=speech, title=title,
+            copy_video=not link_video, transcode=transcode, max_rows=max_rows,
+        )
+    )
+
+
+@main.command("preview-run")
+@click.argument("run_out")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--copy-video", is_flag=True, help="Copy local videos next to the pages (default: link them).")
+@click.option("--transcode", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True)
+@click.option("--max-rows", type=int, default=16, show_default=True)
+def preview_run_cmd(run_out, out_dir, copy_video, transcode, max_rows):
+    """Preview every captioned video of a caption run (RUN_OUT/_report/report.parquet) and write index.html."""
+    from sound_captions.preview import write_run_previews
+
+    click.echo(write_run_previews(run_out, out_dir, copy_video=copy_video, transcode=transcode, max_rows=max_rows))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -46,7 +46,7 @@ class DemoConfig:
     clip_seconds: int = 5
     negatives: int = 6
     model: str = "baseline"
-    epochs: int = 8
+    epochs: int = 12
     batch_size: int = 16
     workers: int = 1
     seed: int = 0
@@ -154,7 +154,7 @@ def run_demo(cfg: DemoConfig, echo=print) -> DemoResult:
     bundle = train(
         TrainConfig(
             data=storage.join(work, "dataset"), out=run_dir, model=cfg.model, epochs=cfg.epochs, batch_size=cfg.batch_size,
-            workers=cfg.workers, seed=cfg.seed, patience=3, max_failures=0,
+            workers=cfg.workers, seed=cfg.seed, patience=4, max_failures=0,
         ),
         name="demo",
     )

@@ -280,7 +280,9 @@ def tune_thresholds(
     """Per-label decision thresholds from validation scores; decide "active" when score >= t.
 
     For each label, among the thresholds whose validation precision reaches
-    ``target_precision``, take the lowest one (it has the highest recall). When no threshold
+    ``target_precision``, take those with the highest recall, and of these the highest one
+    (the best precision at that recall; it sits midway between the lowest recalled positive and
+    the next lower score, so separable validation data gets a threshold with a margin). When no threshold
     reaches the target, take the one with the best F1 (the highest such threshold on ties).
     A label without positive validation examples gets ``default``.
 
@@ -314,7 +316,10 @@ def tune_thresholds(
         precision = tps / (tps + fps)
         reaching = np.flatnonzero(precision >= target_precision)
         if reaching.size:
-            k = int(reaching[-1])  # candidates descend: the last index is the lowest threshold
+            # The best recall that keeps the target precision; of the thresholds giving it, the
+            # highest (fewest false positives): lowering further would only admit negatives.
+            best_tp = tps[reaching].max()
+            k = int(reaching[np.argmax(tps[reaching] == best_tp)])
         else:
             f1 = 2.0 * tps / (tps + fps + n_pos)
             k = int(np.argmax(f1))  # first maximum = highest threshold among ties

@@ -125,6 +125,16 @@ def _predict(model, batches, device, autocast: bool) -> tuple[np.ndarray, np.nda
     return np.concatenate(ys), np.concatenate(ps)
 
 
+def selection_score(valid_map: float, valid_loss: float) -> float:
+    """What early stopping and checkpoint selection maximise: mAP, ties broken by lower loss."""
+    return float(valid_map) - 0.01 * float(valid_loss)
+
+
+def _bce(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
 def train_loop_per_worker(config: dict) -> None:
     """Runs on every Ray Train worker."""
     import ray.train
@@ -150,7 +160,7 @@ def train_loop_per_worker(config: dict) -> None:
     use_amp = cfg.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    start_epoch, best_map, bad_epochs = 0, -1.0, 0
+    start_epoch, best_map, best_score, bad_epochs = 0, -1.0, -float("inf"), 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as ckpt_dir:
@@ -159,6 +169,7 @@ def train_loop_per_worker(config: dict) -> None:
         target.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, best_map, bad_epochs = state["epoch"] + 1, state["best_map"], state["bad_epochs"]
+        best_score = state["best_score"]
 
     train_shard = ray.train.get_dataset_shard("train")
     valid_shard = ray.train.get_dataset_shard("valid")
@@ -184,17 +195,25 @@ def train_loop_per_worker(config: dict) -> None:
             count += len(y)
         y_valid, p_valid = _predict(model, valid_shard.iter_torch_batches(batch_size=max(cfg.batch_size, 64)), device, use_amp)
         valid_map = mean_average_precision(y_valid > 0.5, p_valid) if len(y_valid) else float("nan")
-        improved = valid_map == valid_map and valid_map > best_map
+        valid_loss = _bce(y_valid, p_valid) if len(y_valid) else float("nan")
+        # mAP saturates on easy data; the validation loss breaks its ties, so the checkpoint
+        # kept is the one whose probabilities are also best calibrated.
+        score = selection_score(valid_map, valid_loss)
+        improved = score == score and score > best_score + 1e-9
+        best_score = score if improved else best_score
         best_map = valid_map if improved else best_map
         bad_epochs = 0 if improved else bad_epochs + 1
-        metrics = {"epoch": epoch, "train_loss": total / max(count, 1), "valid_map": valid_map, "best_valid_map": best_map, "train_samples": count}
+        metrics = {
+            "epoch": epoch, "train_loss": total / max(count, 1), "valid_loss": valid_loss, "valid_map": valid_map,
+            "selection_score": score, "best_valid_map": best_map, "train_samples": count,
+        }
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
                 target = model.module if hasattr(model, "module") else model
                 torch.save(
                     {"model": target.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best_map": best_map,
-                     "bad_epochs": bad_epochs, "valid_map": valid_map},
+                     "best_score": best_score, "bad_epochs": bad_epochs, "valid_map": valid_map},
                     os.path.join(tmp, "state.pt"),
                 )
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
@@ -257,7 +276,7 @@ def train(cfg: TrainConfig, *, vocabulary: CaptionVocabulary | None = None, name
             storage_path=_strip_scheme(storage_path) if storage.is_s3(storage_path) else storage_path,
             storage_filesystem=arrow_filesystem(storage_path),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="valid_map", checkpoint_score_order="max"),
+            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="selection_score", checkpoint_score_order="max"),
         ),
         datasets={"train": train_ds, "valid": valid_ds},
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
@@ -265,7 +284,7 @@ def train(cfg: TrainConfig, *, vocabulary: CaptionVocabulary | None = None, name
     result = trainer.fit()
     if result.error:
         raise result.error
-    best = result.get_best_checkpoint("valid_map", "max") if result.best_checkpoints else result.checkpoint
+    best = result.get_best_checkpoint("selection_score", "max") if result.best_checkpoints else result.checkpoint
     if best is None:
         raise RuntimeError("training produced no checkpoint")
     with best.as_directory() as ckpt_dir:

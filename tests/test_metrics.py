@@ -235,9 +235,11 @@ def test_tuned_threshold_reaches_target_with_best_recall(seed):
         precision, recall = _precision_recall_at(y[:, j], scores[:, j], t)
         assert precision >= target
         assert recall == best_recall
-        # t sits between the lowest reaching score and the next lower validation score
-        lower = candidates[candidates < min(reaching)]
-        assert (lower.max() if lower.size else -np.inf) < t <= min(reaching)
+        # t sits just below the highest score that gives the best recall (the fewest false
+        # positives at that recall), midway to the next lower validation score
+        best = max(c for c in reaching if _precision_recall_at(y[:, j], scores[:, j], c)[1] == best_recall)
+        lower = candidates[candidates < best]
+        assert (lower.max() if lower.size else -np.inf) < t <= best
         # '>' makes the same validation decisions as '>='
         np.testing.assert_array_equal(scores[:, j] >= t, scores[:, j] > t)
 
