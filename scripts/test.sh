@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh machine, then run it.
+#   - a virtual environment in .venv with the project and its test extras (torch 2.11 + torchaudio 2.11);
+#   - Debian's Chromium for the browser tests (apt-get; needs root or sudo);
+#   - a single-node Slurm (slurmctld + slurmd + munge) for the Slurm tests, when the script exists.
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh -m "not slow"`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+
+bash .ci/install-browser.sh
+if [ -f .ci/start-slurm.sh ]; then
+  bash .ci/start-slurm.sh
+  export SOUND_CAPTIONS_SLURM=1
+fi
+
+mkdir -p artifacts
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,1 @@
+"""Caption: video library → per-second scores → smoothed cues → WebVTT."""

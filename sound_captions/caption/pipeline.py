@@ -1,0 +1,365 @@
+"""Video library → per-video WebVTT + per-second scores + one run report (Ray Data).
+
+    discover ─► skip done ─► decode in chunks (CPU) ─► log-mel (CPU) ─► CNN (actor pool, GPU/CPU)
+             ─► (driver) gather per video ─► smooth ─► cues ─► .scores.parquet, then .vtt
+
+Rows between stages are one second each (``kind == "window"``), plus one ``"end"`` row per
+video carrying its length and one ``"error"`` row for a video that failed, so memory is bounded
+by Ray's streaming executor rather than by the length of a video. The driver only keeps the
+small per-second score vectors of videos in flight.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sound_captions import storage
+from sound_captions.audio import DecodeError, stream_audio
+from sound_captions.bundle import ModelBundle, load_bundle
+from sound_captions.caption.inputs import InputFailure, MediaItem, discover
+from sound_captions.caption.postprocess import Cue, PostprocessConfig, scores_to_cues
+from sound_captions.caption.vocabulary import CaptionVocabulary
+from sound_captions.caption.vtt import render_vtt
+from sound_captions.features import FeatureConfig, frame_windows, spectrogram, to_model_input
+
+log = logging.getLogger(__name__)
+
+REPORT_DIR = "_report"
+_NOTE = re.compile(r"^NOTE sound-captions bundle=(\S+) input=(.*)$", re.M)
+
+
+@dataclass(frozen=True)
+class CaptionOptions:
+    """A caption run's settings (the same keys on the CLI and in ``jobs/`` configs)."""
+
+    out: str
+    model: str
+    force: bool = False
+    chunk_s: int = 60
+    decode_cpus: float = 1.0
+    feature_cpus: float = 1.0
+    feature_batch_size: int = 64
+    inference_batch_size: int = 256
+    inference_actors: int = 1
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    vocabulary: str | None = None
+    ffmpeg: str | None = None
+
+
+@dataclass
+class VideoResult:
+    input: str
+    status: str  # captioned | skipped | failed
+    reason: str = ""
+    message: str = ""
+    output_vtt: str = ""
+    duration_s: float = 0.0
+    cue_count: int = 0
+    top_labels: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CaptionRun:
+    results: list[VideoResult]
+    wall_s: float
+    report_uri: str
+
+    @property
+    def failed(self) -> list[VideoResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for r in self.results:
+            out[r.status] += 1
+        return dict(out)
+
+
+# ---------------------------------------------------------------- stages (run on Ray workers)
+
+
+def _rows(video: int, kind: str, seconds: np.ndarray, n_seconds: int, message: str, windows: np.ndarray) -> dict:
+    n = len(seconds)
+    return {
+        "video": np.full(n, video, dtype=np.int64),
+        "kind": np.asarray([kind] * n, dtype=object),
+        "second": np.asarray(seconds, dtype=np.int32),
+        "n_seconds": np.full(n, n_seconds, dtype=np.int32),
+        "message": np.asarray([message] * n, dtype=object),
+        "window": windows,
+    }
+
+
+def decode_chunks(batch: dict, feature_config: dict, chunk_s: int, ffmpeg: str | None = None):
+    """One video per batch → batches of one-second window rows, then an end (or error) row."""
+    cfg = FeatureConfig.from_dict(feature_config)
+    empty = np.zeros((1, cfg.window_samples), dtype=np.float32)
+    for video, uri in zip(batch["video"], batch["uri"], strict=True):
+        video = int(video)
+        second = 0
+        try:
+            carry = np.zeros(0, dtype=np.float32)
+            for chunk in stream_audio(uri, chunk_s=chunk_s, sample_rate_hz=cfg.sample_rate_hz, ffmpeg=ffmpeg):
+                carry = np.concatenate([carry, chunk]) if carry.size else chunk
+                whole = carry.size // cfg.window_samples
+                if whole:
+                    windows = carry[: whole * cfg.window_samples].reshape(whole, cfg.window_samples)
+                    carry = carry[whole * cfg.window_samples :]
+                    yield _rows(video, "window", np.arange(second, second + whole), -1, "", windows)
+                    second += whole
+            tail = frame_windows(carry, cfg)  # the last partial second: padded if >= 0.5 s
+            if len(tail):
+                yield _rows(video, "window", np.arange(second, second + len(tail)), -1, "", tail)
+                second += len(tail)
+            if second == 0:
+                yield _rows(video, "error", np.array([0]), 0, "empty: the medium has no audio longer than half a second", empty)
+            else:
+                yield _rows(video, "end", np.array([0]), second, "", empty)
+        except DecodeError as exc:
+            reason = "unavailable" if exc.reason == "not_found" else exc.reason
+            yield _rows(video, "error", np.array([0]), 0, f"{reason}: {exc}", empty)
+        except Exception as exc:
+            yield _rows(video, "error", np.array([0]), 0, f"other: {type(exc).__name__}: {exc}", empty)
+
+
+def add_features(batch: dict, feature_config: dict, threads: int = 1) -> dict:
+    """Window rows → spectrogram rows (other rows get zeros)."""
+    import torch
+
+    if torch.get_num_threads() != max(1, int(threads)):
+        torch.set_num_threads(max(1, int(threads)))
+    cfg = FeatureConfig.from_dict(feature_config)
+    windows = batch.pop("window")
+    is_window = np.asarray(batch["kind"] == "window", dtype=bool)
+    spec = np.zeros((len(is_window), *cfg.shape), dtype=np.float16)
+    if is_window.any():
+        spec[is_window] = spectrogram(windows[is_window], cfg).numpy().astype(np.float16)
+    batch["spectrogram"] = spec
+    return batch
+
+
+class Classifier:
+    """Ray Data actor: spectrogram rows → per-label probabilities (the model loads once)."""
+
+    def __init__(self, model: str, threads: int = 1):
+        import torch
+
+        self.bundle = load_bundle(model)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cpu":
+            torch.set_num_threads(max(1, int(threads)))
+        self.model = self.bundle.build_model().to(self.device)
+
+    def __call__(self, batch: dict) -> dict:
+        import torch
+
+        spec = batch.pop("spectrogram")
+        is_window = np.asarray(batch["kind"] == "window", dtype=bool)
+        scores = np.zeros((len(is_window), len(self.bundle.labels)), dtype=np.float32)
+        if is_window.any():
+            with torch.inference_mode():
+                x = to_model_input(spec[is_window]).to(self.device)
+                with torch.autocast(device_type=self.device.type, enabled=self.device.type == "cuda"):
+                    logits = self.model(x)
+                scores[is_window] = torch.sigmoid(logits.float()).cpu().numpy()
+        batch["scores"] = scores
+        return batch
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def output_uris(out: str, item: MediaItem) -> tuple[str, str]:
+    return storage.join(out, item.rel + ".vtt"), storage.join(out, item.rel + ".scores.parquet")
+
+
+def is_done(out: str, item: MediaItem, bundle_digest: str) -> bool:
+    """Outputs exist for the same bundle and the same input version (the .vtt is written last)."""
+    vtt_uri, scores_uri = output_uris(out, item)
+    try:
+        if not storage.exists(vtt_uri) or not storage.exists(scores_uri):
+            return False
+        match = _NOTE.search(storage.read_text(vtt_uri))
+    except storage.StorageError:
+        return False
+    return bool(match) and match.group(1) == bundle_digest and match.group(2).strip() == item.version
+
+
+def scores_table(scores: np.ndarray, bundle: ModelBundle, extra: dict | None = None) -> pa.Table:
+    columns = {"second": pa.array(np.arange(scores.shape[0], dtype=np.int32))}
+    for j, mid in enumerate(bundle.labels):
+        columns[mid] = pa.array(scores[:, j].astype(np.float32))
+    metadata = {
+        "labels": json.dumps(bundle.labels),
+        "label_names": json.dumps(bundle.label_names),
+        "thresholds": json.dumps(bundle.thresholds),
+        **{k: json.dumps(v) for k, v in (extra or {}).items()},
+    }
+    return pa.table(columns).replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()})
+
+
+def write_outputs(out: str, item: MediaItem, scores: np.ndarray, cues: list[Cue], bundle: ModelBundle, digest: str) -> str:
+    """Write ``.scores.parquet`` then ``.vtt`` (the completion mark), each atomically."""
+    vtt_uri, scores_uri = output_uris(out, item)
+    buffer = io.BytesIO()
+    pq.write_table(scores_table(scores, bundle, {"bundle": digest, "input_version": item.version, "input": item.uri}), buffer)
+    storage.write_bytes(scores_uri, buffer.getvalue())
+    vtt = render_vtt(cues)
+    note = f"NOTE sound-captions bundle={digest} input={item.version}\n\n"
+    vtt = vtt.replace("WEBVTT\n\n", "WEBVTT\n\n" + note, 1) if vtt.startswith("WEBVTT\n\n") else vtt.rstrip("\n") + "\n\n" + note
+    storage.write_text(vtt_uri, vtt)
+    return vtt_uri
+
+
+def top_labels(cues: list[Cue], k: int = 3) -> list[str]:
+    seconds: dict[str, int] = defaultdict(int)
+    for cue in cues:
+        seconds[cue.label] += cue.duration_ms
+    return [label for label, _ in sorted(seconds.items(), key=lambda kv: -kv[1])[:k]]
+
+
+# ---------------------------------------------------------------- the run
+
+
+def caption_library(inputs: list[str], options: CaptionOptions, *, progress=None) -> CaptionRun:
+    """Caption every medium found in ``inputs`` on the current Ray cluster."""
+    import ray
+
+    started = time.perf_counter()
+    out = storage.check_uri(options.out)
+    bundle = load_bundle(options.model)
+    if options.vocabulary:
+        vocabulary = CaptionVocabulary.load(options.vocabulary)
+        caption_text = {m: vocabulary.caption(m) for m in bundle.labels if vocabulary.caption(m)}
+    else:
+        caption_text = dict(bundle.caption_text)
+    digest = bundle.digest()
+    items, input_failures = discover(inputs)
+    results: list[VideoResult] = [VideoResult(f.input, "failed", f.reason, f.message) for f in input_failures]
+    todo: list[MediaItem] = []
+    for item in items:
+        if not options.force and is_done(out, item, digest):
+            results.append(VideoResult(item.uri, "skipped", "up_to_date", "outputs exist for this model and input version", output_uris(out, item)[0]))
+        else:
+            todo.append(item)
+    if todo:
+        cfg = bundle.feature_config
+        ds = ray.data.from_items([{"video": i, "uri": item.uri} for i, item in enumerate(todo)], override_num_blocks=len(todo))
+        ds = ds.map_batches(
+            decode_chunks,
+            fn_kwargs={"feature_config": cfg.to_dict(), "chunk_s": options.chunk_s, "ffmpeg": options.ffmpeg},
+            batch_size=1,
+            num_cpus=options.decode_cpus,
+        )
+        ds = ds.map_batches(
+            add_features,
+            fn_kwargs={"feature_config": cfg.to_dict(), "threads": max(1, int(options.feature_cpus))},
+            batch_size=options.feature_batch_size,
+            num_cpus=options.feature_cpus,
+        )
+        ds = ds.map_batches(
+            Classifier,
+            fn_constructor_kwargs={"model": options.model, "threads": max(1, int(options.cpus_per_actor))},
+            batch_size=options.inference_batch_size,
+            num_cpus=options.cpus_per_actor,
+            num_gpus=options.gpus_per_actor or None,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, options.inference_actors)),
+        )
+        results += _gather(ds, todo, out, bundle, caption_text, digest, options, progress)
+    run = CaptionRun(results=results, wall_s=time.perf_counter() - started, report_uri=storage.join(out, REPORT_DIR, "report.parquet"))
+    write_report(out, run)
+    return run
+
+
+def _gather(ds, todo, out, bundle, caption_text, digest, options, progress) -> list[VideoResult]:
+    pending: dict[int, dict] = defaultdict(lambda: {"seconds": [], "scores": [], "n": None, "error": None})
+    finished: dict[int, VideoResult] = {}
+
+    def finish(video: int) -> None:
+        state = pending.pop(video)
+        item = todo[video]
+        if state["error"]:
+            reason, _, message = state["error"].partition(": ")
+            finished[video] = VideoResult(item.uri, "failed", reason, message)
+        else:
+            order = np.argsort(np.concatenate(state["seconds"]))
+            scores = np.concatenate(state["scores"])[order]
+            cues, _ = scores_to_cues(scores, bundle.labels, bundle.thresholds, caption_text, options.postprocess)
+            try:
+                vtt_uri = write_outputs(out, item, scores, cues, bundle, digest)
+            except storage.StorageError as exc:
+                finished[video] = VideoResult(item.uri, "failed", "write_error", str(exc))
+            else:
+                finished[video] = VideoResult(item.uri, "captioned", "", "", vtt_uri, float(len(scores)), len(cues), top_labels(cues))
+        if progress is not None:
+            progress(finished[video])
+
+    for batch in ds.iter_batches(batch_format="numpy", batch_size=None, prefetch_batches=1):
+        for video in np.unique(batch["video"]):
+            video = int(video)
+            rows = batch["video"] == video
+            kinds = batch["kind"][rows]
+            state = pending[video]
+            is_window = kinds == "window"
+            if is_window.any():
+                state["seconds"].append(batch["second"][rows][is_window])
+                state["scores"].append(batch["scores"][rows][is_window])
+            for kind, n, message in zip(kinds[~is_window], batch["n_seconds"][rows][~is_window], batch["message"][rows][~is_window], strict=True):
+                if kind == "error":
+                    state["error"] = str(message)
+                else:
+                    state["n"] = int(n)
+            received = sum(len(s) for s in state["seconds"])
+            if state["error"] or (state["n"] is not None and received == state["n"]):
+                finish(video)
+    for video in list(pending):  # stream ended early for these (should not happen)
+        pending[video]["error"] = pending[video]["error"] or "other: the pipeline lost part of this video's rows"
+        finish(video)
+    return [finished[i] for i in sorted(finished)]
+
+
+REPORT_SCHEMA = pa.schema(
+    [
+        ("input", pa.string()), ("status", pa.string()), ("reason", pa.string()), ("message", pa.string()),
+        ("output_vtt", pa.string()), ("duration_s", pa.float64()), ("cue_count", pa.int32()), ("top_labels", pa.list_(pa.string())),
+    ]
+)
+
+
+def summary_text(run: CaptionRun) -> str:
+    counts = run.counts()
+    hours = sum(r.duration_s for r in run.results if r.status == "captioned") / 3600
+    lines = [
+        "sound-captions run report",
+        f"captioned: {counts.get('captioned', 0)}   skipped: {counts.get('skipped', 0)}   failed: {counts.get('failed', 0)}",
+        f"media captioned: {hours:.3f} h   wall time: {run.wall_s:.1f} s"
+        + (f"   throughput: {hours / (run.wall_s / 3600):.1f} h of media per wall-hour" if run.wall_s > 0 and hours > 0 else ""),
+    ]
+    failed = run.failed
+    if failed:
+        lines.append("failed inputs:")
+        lines += [f"  {r.input}: {r.reason}: {r.message}" for r in failed]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out: str, run: CaptionRun) -> None:
+    table = pa.Table.from_pylist([asdict(r) for r in run.results], schema=REPORT_SCHEMA)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    storage.write_bytes(storage.join(out, REPORT_DIR, "report.parquet"), buffer.getvalue())
+    storage.write_text(storage.join(out, REPORT_DIR, "summary.txt"), summary_text(run))
+
+
+__all__ = ["CaptionOptions", "CaptionRun", "InputFailure", "VideoResult", "caption_library"]

@@ -1,0 +1,1 @@
+"""Dataset build: clip requests → Parquet shards + dataset.json + failures.parquet."""

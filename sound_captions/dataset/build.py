@@ -1,0 +1,303 @@
+"""Clip requests → Parquet shards + ``failures.parquet`` + ``dataset.json``, as a Ray Data pipeline.
+
+    requests ─► fetch (network) ─► decode + 1-s windows (CPU) ─► log-mel (CPU, batched) ─► ShardSink
+
+The stages are separate Ray Data operators so that downloads, decoding and features scale
+independently; Ray's streaming executor bounds the memory between them. ``ShardSink`` writes
+each shard atomically and, once every write task has finished, ``failures.parquet`` and then
+``dataset.json`` (the completion mark that lists the shards readers may use).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+from ray.data import Datasink
+
+from sound_captions import storage
+from sound_captions.dataset import shards
+from sound_captions.dataset.stages import decode_stage, feature_stage, join_labels, split_labels
+from sound_captions.features import FeatureConfig
+from sound_captions.ontology import Ontology
+from sound_captions.sources.requests import ClipRequest, SourceFailure
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+
+
+class DatasetExistsError(FileExistsError):
+    """The output already holds a finished dataset and ``overwrite`` was not given."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How a dataset is built. Resource figures are per task (Ray logical CPUs)."""
+
+    feature_config: FeatureConfig = field(default_factory=FeatureConfig)
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    target_shard_mb: int = 128
+    decode_cpus: float = 1.0
+    feature_cpus: float = 1.0
+    feature_batch_size: int = 64
+    overwrite: bool = False
+    ffmpeg: str | None = None
+
+
+def assign_splits(requests: list[ClipRequest], fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
+    """Split by clip (never by window), stratified by each clip's first label, deterministic."""
+    if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
+        raise ValueError(f"split fractions must be non-negative and sum to 1, got {fractions}")
+    groups: dict[str, list[str]] = defaultdict(list)
+    for r in requests:
+        groups[r.labels[0] if r.labels else ""].append(r.clip_id)
+    rng = random.Random(seed)
+    out: dict[str, str] = {}
+    for key in sorted(groups):
+        ids = sorted(groups[key])
+        rng.shuffle(ids)
+        n = len(ids)
+        n_valid = int(round(n * fractions[1]))
+        n_test = int(round(n * fractions[2]))
+        if n >= 3:  # every split gets something when a label has a few clips
+            n_valid = max(n_valid, 1 if fractions[1] > 0 else 0)
+            n_test = max(n_test, 1 if fractions[2] > 0 else 0)
+        for i, clip_id in enumerate(ids):
+            out[clip_id] = "valid" if i < n_valid else "test" if i < n_valid + n_test else "train"
+    return out
+
+
+def dataset_vocabulary(requests: list[ClipRequest], ontology: Ontology, labels: list[str] | None = None) -> dict[str, str]:
+    """mid → display name for the labels the dataset will carry (ontology order)."""
+    mids = {ontology.resolve(x) for x in labels} if labels else {m for r in requests for m in r.labels}
+    order = {m: i for i, m in enumerate(ontology.labelled_mids)}
+    return {m: ontology.name(m) for m in sorted(mids, key=lambda m: (order.get(m, 10**6), m))}
+
+
+class ShardSink(Datasink):
+    """A Ray Data ``Datasink`` writing window rows as shards and failure rows aside."""
+
+    def __init__(self, root: str, cfg: FeatureConfig, rows_per_shard: int):
+        self.root = root
+        self.cfg = cfg
+        self.rows_per_shard = rows_per_shard
+        self.result: dict | None = None
+
+    @property
+    def min_rows_per_write(self) -> int:
+        return self.rows_per_shard
+
+    def get_name(self) -> str:
+        return "ShardSink"
+
+    def write(self, blocks, ctx) -> dict:
+        import pyarrow as pa
+
+        tables = [pa.Table.from_pandas(b) if not isinstance(b, pa.Table) else b for b in blocks]
+        written: list[tuple[str, int]] = []
+        clips: dict[str, dict] = {}
+        failures: list[dict] = []
+        for table in tables:
+            if table.num_rows == 0:
+                continue
+            batch = {name: table.column(name).to_pylist() for name in table.column_names if name != "spectrogram"}
+            ok = np.asarray([r == "" for r in batch["reason"]], dtype=bool)
+            for i in np.flatnonzero(~ok):
+                failures.append(
+                    {
+                        "clip_id": batch["clip_id"][i], "source": batch["source"][i],
+                        "start_s": batch["start_s"][i], "end_s": None, "labels": split_labels(batch["labels"][i]),
+                        "reason": batch["reason"][i], "message": batch["message"][i],
+                    }
+                )
+            if not ok.any():
+                continue
+            spec = _column_ndarray(table.column("spectrogram"))[ok]
+            rows = {k: [v for v, keep in zip(batch[k], ok, strict=True) if keep] for k in ("clip_id", "source", "second", "start_s", "labels", "split")}
+            rows["labels"] = [split_labels(x) for x in rows["labels"]]
+            rows["spectrogram"] = spec
+            for clip_id, labels, split in zip(rows["clip_id"], rows["labels"], rows["split"], strict=True):
+                entry = clips.setdefault(clip_id, {"labels": list(labels or []), "split": split, "windows": 0})
+                entry["windows"] += 1
+            table_out = shards.shard_table(rows, self.cfg)
+            for start in range(0, table_out.num_rows, self.rows_per_shard * 2):
+                part = table_out.slice(start, self.rows_per_shard * 2)
+                uri = shards.new_shard_uri(self.root)
+                shards.write_table(part, uri)
+                written.append((shards.SHARD_DIR + "/" + uri.rsplit("/", 1)[-1], part.num_rows))
+        return {"shards": written, "clips": clips, "failures": failures}
+
+    def on_write_complete(self, write_result) -> None:
+        shard_list: list[tuple[str, int]] = []
+        clips: dict[str, dict] = {}
+        failures: list[dict] = []
+        for ret in write_result.write_returns:
+            shard_list.extend(ret["shards"])
+            failures.extend(ret["failures"])
+            for clip_id, entry in ret["clips"].items():
+                merged = clips.setdefault(clip_id, {"labels": entry["labels"], "split": entry["split"], "windows": 0})
+                merged["windows"] += entry["windows"]
+        self.result = {"shards": shard_list, "clips": clips, "failures": failures}
+
+    def on_write_failed(self, error: Exception) -> None:
+        log.error("dataset write failed: %s", error)
+
+
+def _column_ndarray(column) -> np.ndarray:
+    column = column.combine_chunks()
+    if hasattr(column, "to_numpy_ndarray"):
+        return column.to_numpy_ndarray()
+    return np.stack(column.to_numpy(zero_copy_only=False))
+
+
+@dataclass
+class BuildReport:
+    root: str
+    info: shards.DatasetInfo
+    n_requested: int
+    n_clips: int
+    n_windows: int
+    n_failed: int
+    failure_reasons: dict[str, int]
+
+
+def build_dataset(
+    requests: list[ClipRequest],
+    out_uri: str,
+    options: BuildOptions = BuildOptions(),
+    *,
+    source_failures: list[SourceFailure] = (),
+    vocabulary: dict[str, str] | None = None,
+    sources: list[str] = (),
+    fetch=None,
+) -> BuildReport:
+    """Run the build pipeline on the current Ray cluster and write the dataset to ``out_uri``.
+
+    ``fetch`` is an optional Ray Data stage (a callable class and its constructor kwargs) that
+    downloads remote sources first; without it, sources are decoded where they are.
+    """
+    import ray
+
+    root = storage.check_uri(out_uri)
+    cfg = options.feature_config
+    info_uri = storage.join(root, shards.DATASET_JSON)
+    if storage.exists(info_uri) and not options.overwrite:
+        raise DatasetExistsError(f"{root} already holds a dataset (dataset.json); pass overwrite to rebuild it")
+    ontology = Ontology.load()
+    vocabulary = vocabulary or dataset_vocabulary(requests, ontology)
+    splits = assign_splits(requests, options.split_fractions, options.seed)
+    items = [
+        {
+            "clip_id": r.clip_id, "source": r.source,
+            "start_s": np.nan if r.start_s is None else r.start_s, "end_s": np.nan if r.end_s is None else r.end_s,
+            "labels": join_labels(r.labels), "split": splits[r.clip_id],
+        }
+        for r in requests
+    ]
+    row_bytes = int(np.prod(cfg.shape)) * 2
+    rows_per_shard = max(1, options.target_shard_mb * (1 << 20) // row_bytes)
+    sink = ShardSink(root, cfg, rows_per_shard)
+    if items:
+        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 256)))
+        if fetch is not None:
+            fetch_cls, fetch_kwargs, fetch_compute = fetch
+            ds = ds.map_batches(fetch_cls, fn_constructor_kwargs=fetch_kwargs, batch_size=1, compute=fetch_compute, num_cpus=0.5)
+        ds = ds.map_batches(
+            decode_stage,
+            fn_kwargs={"feature_config": cfg.to_dict(), "ffmpeg": options.ffmpeg},
+            batch_size=1,
+            num_cpus=options.decode_cpus,
+            compute=ray.data.TaskPoolStrategy(),
+        )
+        ds = ds.map_batches(
+            feature_stage,
+            fn_kwargs={"feature_config": cfg.to_dict(), "threads": max(1, int(options.feature_cpus))},
+            batch_size=options.feature_batch_size,
+            num_cpus=options.feature_cpus,
+            compute=ray.data.TaskPoolStrategy(),
+        )
+        ds.write_datasink(sink)
+        result = sink.result or {"shards": [], "clips": {}, "failures": []}
+    else:
+        result = {"shards": [], "clips": {}, "failures": []}
+
+    failures = list(result["failures"])
+    by_id = {r.clip_id: r for r in requests}
+    for row in failures:
+        request = by_id.get(row["clip_id"])
+        if request is not None:
+            row["end_s"] = request.end_s
+            row["start_s"] = request.start_s
+    failures += [
+        {"clip_id": "", "source": f.item, "start_s": None, "end_s": None, "labels": [], "reason": f.reason, "message": f.message}
+        for f in source_failures
+    ]
+    shards.write_table(shards.failures_table(failures), storage.join(root, shards.FAILURES))
+    info = shards.DatasetInfo(
+        feature_config=cfg,
+        vocabulary=vocabulary,
+        shards=sorted(rel for rel, _ in result["shards"]),
+        counts=_counts(result["clips"], vocabulary),
+        coverage=_coverage(requests, result["clips"], vocabulary),
+        sources=sorted(set(sources)),
+        failures=len(failures),
+    )
+    shards.write_dataset_info(root, info)
+    _remove_unlisted_shards(root, set(info.shards))
+    reasons: dict[str, int] = defaultdict(int)
+    for row in failures:
+        reasons[row["reason"]] += 1
+    return BuildReport(
+        root=root,
+        info=info,
+        n_requested=len(requests) + len(source_failures),
+        n_clips=len(result["clips"]),
+        n_windows=sum(c["windows"] for c in result["clips"].values()),
+        n_failed=len(failures),
+        failure_reasons=dict(reasons),
+    )
+
+
+def _counts(clips: dict[str, dict], vocabulary: dict[str, str]) -> dict:
+    counts = {split: {"clips": 0, "windows": 0, "labels": {m: {"clips": 0, "windows": 0} for m in vocabulary}} for split in SPLITS}
+    counts["negatives"] = {"clips": 0, "windows": 0}
+    for entry in clips.values():
+        split = counts.setdefault(entry["split"], {"clips": 0, "windows": 0, "labels": {m: {"clips": 0, "windows": 0} for m in vocabulary}})
+        split["clips"] += 1
+        split["windows"] += entry["windows"]
+        known = [m for m in entry["labels"] if m in vocabulary]
+        if not known:
+            counts["negatives"]["clips"] += 1
+            counts["negatives"]["windows"] += entry["windows"]
+        for m in known:
+            split["labels"][m]["clips"] += 1
+            split["labels"][m]["windows"] += entry["windows"]
+    return counts
+
+
+def _coverage(requests: list[ClipRequest], clips: dict[str, dict], vocabulary: dict[str, str]) -> dict:
+    coverage = {m: {"requested": 0, "obtained": 0} for m in vocabulary}
+    for r in requests:
+        for m in r.labels:
+            if m in coverage:
+                coverage[m]["requested"] += 1
+                if r.clip_id in clips:
+                    coverage[m]["obtained"] += 1
+    return coverage
+
+
+def _remove_unlisted_shards(root: str, listed: set[str]) -> None:
+    """Delete shards that no dataset.json lists (left by a crashed or replaced run)."""
+    try:
+        present = list(storage.list_files(storage.join(root, shards.SHARD_DIR), suffixes=(".parquet",)))
+    except storage.StorageError:
+        return
+    for obj in present:
+        rel = shards.SHARD_DIR + "/" + obj.uri.rsplit("/", 1)[-1]
+        if rel not in listed:
+            storage.delete(obj.uri)

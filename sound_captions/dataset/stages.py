@@ -1,0 +1,162 @@
+"""The per-item stages of a dataset build, as pure functions over column batches.
+
+Ray Data calls these through ``map_batches`` (see ``build.py``); they are plain functions so that
+tests and a sequential loop (the benchmark's baseline) can call them directly.
+
+Rows flowing between stages carry either a window of audio (``reason == ""``) or the failure of a
+whole clip (``reason`` set, ``second == -1``), so every requested item reaches the writer exactly
+once as shard rows or as a failure row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sound_captions.audio import DecodeError, decode_audio
+from sound_captions.features import FeatureConfig, frame_windows, spectrogram
+
+REQUEST_COLUMNS = ("clip_id", "source", "start_s", "end_s", "labels", "split")
+
+
+LABEL_SEPARATOR = "|"
+
+
+def join_labels(labels) -> str:
+    """Labels travel between stages as one ``|``-joined string (mids never contain ``|``): Arrow
+    conversion of ragged list columns in numpy batches is unreliable."""
+    if isinstance(labels, str):
+        return labels
+    return LABEL_SEPARATOR.join(str(x) for x in (labels if labels is not None else []))
+
+
+def split_labels(text) -> list[str]:
+    if text is None:
+        return []
+    if not isinstance(text, str):
+        return [str(x) for x in text]
+    return [x for x in text.split(LABEL_SEPARATOR) if x]
+
+
+def _none_if_nan(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return None if value != value else value
+
+
+def _empty_window_batch(cfg: FeatureConfig) -> dict[str, list]:
+    return {name: [] for name in ("clip_id", "source", "second", "start_s", "labels", "split", "reason", "message", "window")}
+
+
+def decode_windows(
+    request: dict, cfg: FeatureConfig, *, media: str | None = None, offset_s: float | None = None, ffmpeg: str | None = None
+) -> dict[str, np.ndarray]:
+    """One clip request → its window rows, or one failure row.
+
+    ``media`` is what to decode (default: the request's ``source``); ``offset_s`` is where the
+    requested segment starts inside ``media`` (0 for a downloaded segment, the request's
+    ``start_s`` for the full medium).
+    """
+    out = _empty_window_batch(cfg)
+    start_s = _none_if_nan(request.get("start_s"))
+    end_s = _none_if_nan(request.get("end_s"))
+    media = media or request["source"]
+    seek_s = start_s if offset_s is None else offset_s
+    stop_s = None if end_s is None else (end_s - (start_s or 0.0) + (seek_s or 0.0))
+    labels = split_labels(request.get("labels"))
+
+    def fail(reason: str, message: str) -> dict[str, np.ndarray]:
+        return failure_batch(request, cfg, reason, message)
+
+    try:
+        samples = decode_audio(media, seek_s, stop_s, sample_rate_hz=cfg.sample_rate_hz, ffmpeg=ffmpeg)
+    except DecodeError as exc:
+        reason = "unavailable" if exc.reason == "not_found" else exc.reason
+        return fail(reason, str(exc))
+    except Exception as exc:  # an unexpected error loses this clip only, with its message
+        return fail("other", f"{type(exc).__name__}: {exc}")
+    windows = frame_windows(samples, cfg)
+    if windows.shape[0] == 0:
+        return fail("too_short", f"{samples.size / cfg.sample_rate_hz:.3f} s of audio, less than half a window")
+    base_s = start_s or 0.0
+    for second in range(windows.shape[0]):
+        out["clip_id"].append(request["clip_id"])
+        out["source"].append(request["source"])
+        out["second"].append(second)
+        out["start_s"].append(base_s + second * cfg.window_samples / cfg.sample_rate_hz)
+        out["labels"].append(labels)
+        out["split"].append(request.get("split", ""))
+        out["reason"].append("")
+        out["message"].append("")
+        out["window"].append(windows[second])
+    return _finish(out, cfg)
+
+
+def _finish(out: dict[str, list], cfg: FeatureConfig) -> dict[str, np.ndarray]:
+    n = len(out["clip_id"])
+    labels = np.asarray([join_labels(v) for v in out["labels"]], dtype=object)
+    return {
+        "clip_id": np.asarray(out["clip_id"], dtype=object),
+        "source": np.asarray(out["source"], dtype=object),
+        "second": np.asarray(out["second"], dtype=np.int32),
+        "start_s": np.asarray(out["start_s"], dtype=np.float64),
+        "labels": labels,
+        "split": np.asarray(out["split"], dtype=object),
+        "reason": np.asarray(out["reason"], dtype=object),
+        "message": np.asarray(out["message"], dtype=object),
+        "window": np.stack(out["window"]) if n else np.zeros((0, cfg.window_samples), np.float32),
+    }
+
+
+def concat_batches(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    keys = batches[0].keys()
+    return {k: np.concatenate([b[k] for b in batches]) for k in keys}
+
+
+def add_spectrograms(batch: dict[str, np.ndarray], cfg: FeatureConfig) -> dict[str, np.ndarray]:
+    """Window rows → the same rows with ``spectrogram`` (n, H, W, C) float16 and no ``window``."""
+    windows = batch.pop("window")
+    ok = np.asarray([r == "" for r in batch["reason"]], dtype=bool)
+    spec = np.zeros((windows.shape[0], *cfg.shape), dtype=np.float16)
+    if ok.any():
+        spec[ok] = spectrogram(windows[ok], cfg).numpy().astype(np.float16)
+    batch["spectrogram"] = spec
+    return batch
+
+
+def decode_stage(batch: dict[str, np.ndarray], feature_config: dict, ffmpeg: str | None = None) -> dict[str, np.ndarray]:
+    """Ray Data stage: request rows (with ``media``/``fetch_reason`` after a fetch stage) → window rows."""
+    cfg = FeatureConfig.from_dict(feature_config)
+    parts = []
+    for i in range(len(batch["clip_id"])):
+        request = {k: batch[k][i] for k in batch}
+        if request.get("fetch_reason"):
+            parts.append(failure_batch(request, cfg, request["fetch_reason"], request.get("fetch_message", "")))
+            continue
+        offset = _none_if_nan(request["media_offset_s"]) if "media_offset_s" in request else None
+        parts.append(decode_windows(request, cfg, media=request.get("media") or None, offset_s=offset, ffmpeg=ffmpeg))
+    return concat_batches(parts)
+
+
+def failure_batch(request: dict, cfg: FeatureConfig, reason: str, message: str) -> dict[str, np.ndarray]:
+    """The one row that records why a whole clip could not be used."""
+    out = _empty_window_batch(cfg)
+    start_s = _none_if_nan(request.get("start_s"))
+    for key, value in (
+        ("clip_id", request["clip_id"]), ("source", request["source"]), ("second", -1),
+        ("start_s", start_s if start_s is not None else 0.0),
+        ("labels", split_labels(request.get("labels"))),
+        ("split", request.get("split", "")), ("reason", reason), ("message", message),
+    ):
+        out[key].append(value)
+    out["window"].append(np.zeros(cfg.window_samples, np.float32))
+    return _finish(out, cfg)
+
+
+def feature_stage(batch: dict[str, np.ndarray], feature_config: dict, threads: int = 1) -> dict[str, np.ndarray]:
+    """Ray Data stage: window rows → spectrogram rows, torch threads pinned to the task's CPUs."""
+    import torch
+
+    if torch.get_num_threads() != max(1, int(threads)):
+        torch.set_num_threads(max(1, int(threads)))
+    return add_spectrograms(batch, FeatureConfig.from_dict(feature_config))

@@ -1,0 +1,197 @@
+"""Samples → 1-second windows → log spectrograms of shape (H, W, C).
+
+Time contract (ARCHITECTURE.md): second *k* is samples [k·sr, (k+1)·sr). A last partial second
+shorter than half a window is dropped; otherwise it is zero-padded.
+
+Spectrogram arithmetic comes from integers only: ``hop_samples = window_samples // width``; with
+centred frames torchaudio yields ``1 + window_samples // hop_samples`` frames, of which the first
+``width`` are kept (128 frames of 125 samples for 128×128; 256 of 62 for 256×256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+SpectrogramKind = Literal["mel", "linear"]
+
+
+class FeatureConfigMismatchError(ValueError):
+    """Data or a model was made with a different feature config than the one in use."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How a 1-second window becomes a spectrogram image. Hashable; saved with shards and models.
+
+    Attributes:
+        sample_rate_hz: audio rate after decoding (mono).
+        window_samples: samples per window (one second at ``sample_rate_hz``).
+        kind: ``"mel"`` (log-mel) or ``"linear"`` (log-magnitude STFT, the study's "classic").
+        height: frequency bins (rows), low frequencies first.
+        width: time frames (columns).
+        channels: 1, or 3 (the map repeated, for image backbones).
+        top_db: dynamic range kept below each window's peak, in dB.
+        normalize: per-window standardisation (zero mean, unit variance).
+    """
+
+    sample_rate_hz: int = 16_000
+    window_samples: int = 16_000
+    kind: SpectrogramKind = "mel"
+    height: int = 128
+    width: int = 128
+    channels: int = 1
+    top_db: float = 80.0
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("mel", "linear"):
+            raise ValueError(f"kind must be 'mel' or 'linear', not {self.kind!r}")
+        if self.channels not in (1, 3):
+            raise ValueError("channels must be 1 or 3")
+        if self.window_samples // self.width < 1:
+            raise ValueError("width is larger than the window in samples")
+
+    @classmethod
+    def preset(cls, name: str) -> FeatureConfig:
+        """``"128x128x1"`` (default), ``"256x256x3"``; prefix ``linear-`` for linear spectrograms."""
+        kind: SpectrogramKind = "mel"
+        if name.startswith("linear-"):
+            kind, name = "linear", name[len("linear-") :]
+        elif name.startswith("mel-"):
+            name = name[len("mel-") :]
+        try:
+            h, w, c = (int(x) for x in name.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"feature preset must look like 128x128x1 or linear-256x256x3, not {name!r}") from None
+        return cls(kind=kind, height=h, width=w, channels=c)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of one window's spectrogram, as stored in shards."""
+        return (self.height, self.width, self.channels)
+
+    @property
+    def hop_samples(self) -> int:
+        return self.window_samples // self.width
+
+    @property
+    def n_fft(self) -> int:
+        if self.kind == "linear":
+            return 2 * (self.height - 1)
+        return 1024 if self.height <= 128 else 2048
+
+    @property
+    def win_length(self) -> int:
+        # 25 ms analysis windows for mel; the whole FFT for linear (its resolution is the point).
+        return min(self.n_fft, self.sample_rate_hz * 25 // 1000) if self.kind == "mel" else self.n_fft
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FeatureConfig:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    @property
+    def hash(self) -> str:
+        """A short stable digest of the config (16 hex digits)."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def check(self, other_hash: str, what: str) -> None:
+        if other_hash != self.hash:
+            raise FeatureConfigMismatchError(
+                f"{what} was made with feature config {other_hash}, but this run uses {self.hash} ({self.to_dict()})"
+            )
+
+
+def count_windows(n_samples: int, cfg: FeatureConfig) -> int:
+    """How many 1-second windows a medium of ``n_samples`` samples yields."""
+    full, rest = divmod(n_samples, cfg.window_samples)
+    return full + (1 if rest * 2 >= cfg.window_samples else 0)
+
+
+def frame_windows(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Mono samples → ``(n_windows, window_samples)`` float32 (last partial second padded)."""
+    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+    n = count_windows(samples.size, cfg)
+    if n == 0:
+        return np.zeros((0, cfg.window_samples), dtype=np.float32)
+    needed = n * cfg.window_samples
+    if samples.size < needed:
+        samples = np.concatenate([samples, np.zeros(needed - samples.size, dtype=np.float32)])
+    return samples[:needed].reshape(n, cfg.window_samples)
+
+
+class _Transforms:
+    """torchaudio transforms per config, built once per process."""
+
+    _cache: dict[FeatureConfig, torch.nn.Module] = {}
+
+    @classmethod
+    def get(cls, cfg: FeatureConfig) -> torch.nn.Module:
+        module = cls._cache.get(cfg)
+        if module is None:
+            import torchaudio
+
+            if cfg.kind == "mel":
+                module = torchaudio.transforms.MelSpectrogram(
+                    sample_rate=cfg.sample_rate_hz,
+                    n_fft=cfg.n_fft,
+                    win_length=cfg.win_length,
+                    hop_length=cfg.hop_samples,
+                    n_mels=cfg.height,
+                    f_min=0.0,
+                    f_max=cfg.sample_rate_hz / 2,
+                    power=2.0,
+                    center=True,
+                    norm="slaney",
+                    mel_scale="slaney",
+                )
+            else:
+                module = torchaudio.transforms.Spectrogram(
+                    n_fft=cfg.n_fft, win_length=cfg.win_length, hop_length=cfg.hop_samples, power=2.0, center=True
+                )
+            module.eval()
+            cls._cache[cfg] = module
+        return module
+
+
+def spectrogram(windows: np.ndarray | torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    """``(n, window_samples)`` → log power spectrograms, Tensor of size (n, H, W, C), float32."""
+    x = torch.as_tensor(np.asarray(windows, dtype=np.float32)) if not isinstance(windows, torch.Tensor) else windows
+    if x.ndim != 2 or x.shape[1] != cfg.window_samples:
+        raise ValueError(f"expected windows of shape (n, {cfg.window_samples}), got {tuple(x.shape)}")
+    with torch.no_grad():
+        power = _Transforms.get(cfg)(x)[..., : cfg.width]  # (n, H, W)
+        db = 10.0 * torch.log10(torch.clamp(power, min=1e-10))
+        peak = db.amax(dim=(1, 2), keepdim=True)
+        db = torch.maximum(db, peak - cfg.top_db)
+        if cfg.normalize:
+            mean = db.mean(dim=(1, 2), keepdim=True)
+            std = db.std(dim=(1, 2), keepdim=True)
+            db = (db - mean) / (std + 1e-5)
+        out = db.unsqueeze(-1)
+        if cfg.channels == 3:
+            out = out.expand(-1, -1, -1, 3)
+        return out.contiguous()
+
+
+def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Mono samples of one medium → ``(n_seconds, H, W, C)`` float32 features."""
+    windows = frame_windows(samples, cfg)
+    if windows.shape[0] == 0:
+        return np.zeros((0, *cfg.shape), dtype=np.float32)
+    return spectrogram(windows, cfg).numpy()
+
+
+def to_model_input(batch_hwc: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Stored (N, H, W, C) spectrograms (any float dtype) → model input (N, C, H, W) float32."""
+    x = torch.as_tensor(batch_hwc)
+    return x.to(torch.float32).permute(0, 3, 1, 2).contiguous()

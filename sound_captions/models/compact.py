@@ -1,0 +1,75 @@
+"""A compact CNN: log-mel image (N, C, H, W) → label logits (N, num_classes).
+
+The baseline's convolution blocks with fewer filters, then global average pooling and a small
+head instead of the large flatten → dense layer. About 0.1 M parameters for the default
+settings, independent of the input size, so it suits 256×256×3 inputs as well as 128×128×1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from sound_captions.models.baseline import conv_block, pooled_size
+
+DEFAULT_HPARAMS: dict[str, object] = {
+    "filters": (16, 32, 64, 128),
+    "conv_dropout": 0.1,
+    "head_units": 64,
+    "head_dropout": 0.3,
+}
+
+
+class CompactCNN(nn.Module):
+    """Small CNN with a global-average-pooling head.
+
+    Args:
+        num_classes: number of labels (output logits per example).
+        input_shape: (C, H, W) of one input example; H and W at least 2**len(filters).
+        filters: output channels of each convolution block.
+        conv_dropout: dropout probability after each convolution block.
+        head_units: width of the hidden layer of the head.
+        head_dropout: dropout probability before the output layer.
+
+    Shapes:
+        input (N, C, H, W) float32 → output (N, num_classes) logits.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: tuple[int, int, int] = (1, 128, 128),
+        filters: Sequence[int] = (16, 32, 64, 128),
+        conv_dropout: float = 0.1,
+        head_units: int = 64,
+        head_dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        channels, height, width = input_shape
+        filters = tuple(int(f) for f in filters)
+        if not filters:
+            raise ValueError("compact: filters must name at least one block")
+        if pooled_size(height, len(filters)) < 1 or pooled_size(width, len(filters)) < 1:
+            raise ValueError(
+                f"compact: input {height}x{width} is too small for {len(filters)} pooling blocks"
+            )
+        blocks = []
+        in_channels = channels
+        for out_channels in filters:
+            blocks.append(conv_block(in_channels, out_channels, conv_dropout))
+            in_channels = out_channels
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(filters[-1], head_units),
+            nn.ReLU(inplace=True),
+            nn.Dropout(head_dropout),
+            nn.Linear(head_units, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) float32 → (N, num_classes) logits."""
+        return self.head(self.features(x))

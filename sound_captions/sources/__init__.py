@@ -1,0 +1,1 @@
+"""Source readers: user manifests, AudioSet segment lists, strong labels → ClipRequest records."""

@@ -1,0 +1,324 @@
+"""Shards → trained model bundle, with Ray Train's ``TorchTrainer`` on CPU or GPU workers.
+
+The train loop reads the dataset through Ray Data (``iter_torch_batches``), optionally held in
+the object store (the study's tip: I/O was its bottleneck), and writes per epoch: metrics to
+``<run>/metrics.jsonl`` and a checkpoint to Ray Train's storage under ``<run>/ray``. A worker
+failure restarts the group from the last checkpoint (``FailureConfig``). At the end the best
+checkpoint (validation mAP) becomes ``<run>/model.bundle`` with per-label thresholds tuned on the
+validation split.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from sound_captions import storage
+from sound_captions.bundle import ModelBundle, save_bundle
+from sound_captions.caption.vocabulary import CaptionVocabulary
+from sound_captions.dataset import shards
+from sound_captions.features import to_model_input
+from sound_captions.metrics import mean_average_precision, tune_thresholds
+
+log = logging.getLogger(__name__)
+
+BUNDLE_NAME = "model.bundle"
+METRICS_NAME = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; the same keys on the CLI and in ``jobs/`` configs."""
+
+    data: str
+    out: str
+    model: str = "baseline"
+    hparams: dict = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    workers: int = 1
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
+    seed: int = 0
+    in_memory: bool = True
+    patience: int = 5
+    max_failures: int = 2
+    balance_classes: bool = True
+    target_precision: float = 0.9
+    mixed_precision: bool = True
+    max_steps_per_epoch: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def label_matrix(label_lists, vocabulary: list[str]) -> np.ndarray:
+    """Rows of label mids → multi-hot (n, L) float32 in vocabulary order (unknown mids ignored)."""
+    index = {m: i for i, m in enumerate(vocabulary)}
+    out = np.zeros((len(label_lists), len(vocabulary)), dtype=np.float32)
+    for row, labels in enumerate(label_lists):
+        for m in labels if labels is not None else ():
+            j = index.get(str(m))
+            if j is not None:
+                out[row, j] = 1.0
+    return out
+
+
+def to_training_batch(batch: dict, vocabulary: list[str], split: str | None = None) -> dict:
+    """Ray Data stage: shard rows → ``{"x": (n, H, W, C) float16, "y": (n, L) float32}``."""
+    keep = np.ones(len(batch["second"]), dtype=bool) if split is None else np.asarray(batch["split"] == split)
+    return {
+        "x": np.asarray(batch["spectrogram"])[keep],
+        "y": label_matrix([batch["labels"][i] for i in np.flatnonzero(keep)], vocabulary),
+    }
+
+
+def arrow_filesystem(uri: str):
+    """A pyarrow filesystem for ``uri`` honouring ``AWS_ENDPOINT_URL`` (None for local paths)."""
+    if not storage.is_s3(uri):
+        return None
+    import pyarrow.fs as pafs
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    kwargs = {"region": os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"}
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        kwargs.update(endpoint_override=host or endpoint, scheme=scheme if host else "https")
+    return pafs.S3FileSystem(**kwargs)
+
+
+def _strip_scheme(uri: str) -> str:
+    return uri[len("s3://") :] if storage.is_s3(uri) else str(storage.local_path(uri))
+
+
+def read_split(root: str, info: shards.DatasetInfo, split: str, *, in_memory: bool):
+    """A Ray dataset of ``{"x", "y"}`` batches for one split of a dataset."""
+    import ray
+
+    fs = arrow_filesystem(root)
+    paths = [_strip_scheme(u) for u in shards.shard_uris(root, info)]
+    ds = ray.data.read_parquet(paths, filesystem=fs, columns=["second", "labels", "split", "spectrogram"])
+    ds = ds.map_batches(to_training_batch, fn_kwargs={"vocabulary": info.labels, "split": split}, batch_format="numpy")
+    return ds.materialize() if in_memory else ds
+
+
+def _predict(model, batches, device, autocast: bool) -> tuple[np.ndarray, np.ndarray]:
+    ys, ps = [], []
+    model.eval()
+    with torch.no_grad():
+        for batch in batches:
+            x = to_model_input(batch["x"]).to(device)
+            with torch.autocast(device_type=device.type, enabled=autocast):
+                logits = model(x)
+            ps.append(torch.sigmoid(logits.float()).cpu().numpy())
+            ys.append(batch["y"].cpu().numpy() if isinstance(batch["y"], torch.Tensor) else np.asarray(batch["y"]))
+    if not ys:
+        return np.zeros((0, 0)), np.zeros((0, 0))
+    return np.concatenate(ys), np.concatenate(ps)
+
+
+def selection_score(valid_map: float, valid_loss: float) -> float:
+    """What early stopping and checkpoint selection maximise: mAP, ties broken by lower loss."""
+    return float(valid_map) - 0.01 * float(valid_loss)
+
+
+def _bce(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Runs on every Ray Train worker."""
+    import ray.train
+    import ray.train.torch
+
+    from sound_captions.models import build_model
+
+    cfg = TrainConfig(**config["train"])
+    vocabulary: list[str] = config["vocabulary"]
+    input_shape = tuple(config["input_shape"])
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    torch.manual_seed(cfg.seed + rank)
+    np.random.seed(cfg.seed + rank)
+    if not torch.cuda.is_available():
+        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    model = build_model(cfg.model, len(vocabulary), input_shape, **cfg.hparams)
+    model = ray.train.torch.prepare_model(model)
+    device = ray.train.torch.get_device()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    pos_weight = torch.tensor(config["pos_weight"], dtype=torch.float32, device=device) if cfg.balance_classes else None
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    use_amp = cfg.mixed_precision and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    start_epoch, best_map, best_score, bad_epochs = 0, -1.0, -float("inf"), 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as ckpt_dir:
+            state = torch.load(os.path.join(ckpt_dir, "state.pt"), map_location=device, weights_only=True)
+        target = model.module if hasattr(model, "module") else model
+        target.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, best_map, bad_epochs = state["epoch"] + 1, state["best_map"], state["bad_epochs"]
+        best_score = state["best_score"]
+
+    train_shard = ray.train.get_dataset_shard("train")
+    valid_shard = ray.train.get_dataset_shard("valid")
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        total, count = 0.0, 0
+        batches = train_shard.iter_torch_batches(
+            batch_size=cfg.batch_size, drop_last=True,  # batch norm needs more than one example
+            local_shuffle_buffer_size=max(cfg.batch_size * 8, 256), local_shuffle_seed=cfg.seed + epoch,
+        )
+        for step, batch in enumerate(batches):
+            if cfg.max_steps_per_epoch is not None and step >= cfg.max_steps_per_epoch:
+                break
+            x = to_model_input(batch["x"]).to(device)
+            y = batch["y"].to(device)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=device.type, enabled=use_amp):
+                loss = loss_fn(model(x).float(), y)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            total += float(loss.detach()) * len(y)
+            count += len(y)
+        y_valid, p_valid = _predict(model, valid_shard.iter_torch_batches(batch_size=max(cfg.batch_size, 64)), device, use_amp)
+        valid_map = mean_average_precision(y_valid > 0.5, p_valid) if len(y_valid) else float("nan")
+        valid_loss = _bce(y_valid, p_valid) if len(y_valid) else float("nan")
+        # mAP saturates on easy data; the validation loss breaks its ties, so the checkpoint
+        # kept is the one whose probabilities are also best calibrated.
+        score = selection_score(valid_map, valid_loss)
+        improved = score == score and score > best_score + 1e-9
+        best_score = score if improved else best_score
+        best_map = valid_map if improved else best_map
+        bad_epochs = 0 if improved else bad_epochs + 1
+        metrics = {
+            "epoch": epoch, "train_loss": total / max(count, 1), "valid_loss": valid_loss, "valid_map": valid_map,
+            "selection_score": score, "best_valid_map": best_map, "train_samples": count,
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = None
+            if rank == 0:
+                target = model.module if hasattr(model, "module") else model
+                torch.save(
+                    {"model": target.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best_map": best_map,
+                     "best_score": best_score, "bad_epochs": bad_epochs, "valid_map": valid_map},
+                    os.path.join(tmp, "state.pt"),
+                )
+                ckpt = ray.train.Checkpoint.from_directory(tmp)
+                _append_metrics(cfg.out, metrics)
+            ray.train.report(metrics, checkpoint=ckpt)
+        if cfg.patience and bad_epochs >= cfg.patience:
+            break
+
+
+def _append_metrics(out: str, metrics: dict) -> None:
+    uri = storage.join(out, METRICS_NAME)
+    previous = storage.read_text(uri) if storage.exists(uri) else ""
+    kept = [line for line in previous.splitlines() if line.strip() and json.loads(line).get("epoch") != metrics["epoch"]]
+    storage.write_text(uri, "\n".join([*kept, json.dumps(metrics)]) + "\n")
+
+
+def _pos_weight(info: shards.DatasetInfo) -> list[float]:
+    """Per-label negatives/positives among training windows (clipped), against class imbalance."""
+    train = info.counts.get("train", {})
+    total = max(int(train.get("windows", 0)), 1)
+    weights = []
+    for mid in info.labels:
+        pos = int(train.get("labels", {}).get(mid, {}).get("windows", 0))
+        weights.append(float(np.clip((total - pos) / max(pos, 1), 1.0, 50.0)))
+    return weights
+
+
+def train(cfg: TrainConfig, *, vocabulary: CaptionVocabulary | None = None, name: str = "train") -> ModelBundle:
+    """Train on the current Ray cluster; returns the bundle written to ``<out>/model.bundle``."""
+    import ray.train
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from sound_captions.models import build_model, default_hparams
+
+    info = shards.load_dataset_info(cfg.data)
+    if not info.shards:
+        raise ValueError(f"{cfg.data}: the dataset has no shards (did every item fail? see failures.parquet)")
+    h, w, c = info.feature_config.shape
+    input_shape = (c, h, w)
+    hparams = {**default_hparams(cfg.model), **cfg.hparams}
+    train_ds = read_split(cfg.data, info, "train", in_memory=cfg.in_memory)
+    valid_ds = read_split(cfg.data, info, "valid", in_memory=cfg.in_memory)
+    storage_path = cfg.out if storage.is_s3(cfg.out) else str(storage.local_path(cfg.out).resolve())
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "train": {**cfg.to_dict(), "hparams": hparams},
+            "vocabulary": info.labels,
+            "input_shape": list(input_shape),
+            "pos_weight": _pos_weight(info),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=cfg.workers,
+            use_gpu=cfg.gpus_per_worker > 0,
+            resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if cfg.gpus_per_worker > 0 else {})},
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=_strip_scheme(storage_path) if storage.is_s3(storage_path) else storage_path,
+            storage_filesystem=arrow_filesystem(storage_path),
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="selection_score", checkpoint_score_order="max"),
+        ),
+        datasets={"train": train_ds, "valid": valid_ds},
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+    )
+    result = trainer.fit()
+    if result.error:
+        raise result.error
+    best = result.get_best_checkpoint("selection_score", "max") if result.best_checkpoints else result.checkpoint
+    if best is None:
+        raise RuntimeError("training produced no checkpoint")
+    with best.as_directory() as ckpt_dir:
+        state = torch.load(os.path.join(ckpt_dir, "state.pt"), map_location="cpu", weights_only=True)
+    model = build_model(cfg.model, len(info.labels), input_shape, **hparams)
+    model.load_state_dict(state["model"])
+    model.eval()
+
+    y_valid, p_valid = _predict(model, valid_ds.iter_torch_batches(batch_size=128), torch.device("cpu"), False)
+    thresholds = (
+        tune_thresholds(y_valid > 0.5, p_valid, info.labels, target_precision=cfg.target_precision)
+        if len(y_valid) else {m: 0.5 for m in info.labels}
+    )
+    vocabulary = vocabulary or CaptionVocabulary.load()
+    history = _read_metrics(cfg.out)
+    bundle = ModelBundle(
+        architecture=cfg.model,
+        hparams=hparams,
+        state_dict=model.state_dict(),
+        labels=info.labels,
+        label_names=dict(info.vocabulary),
+        caption_text={m: vocabulary.caption(m) for m in info.labels if vocabulary.caption(m)},
+        thresholds={m: float(v) for m, v in thresholds.items()},
+        feature_config=info.feature_config,
+        dataset_digest=shards.dataset_digest(cfg.data),
+        metrics={"best_valid_map": float(state["best_map"]), "best_epoch": int(state["epoch"]), "history": history},
+        training={**cfg.to_dict(), "hparams": hparams},
+    )
+    save_bundle(bundle, storage.join(cfg.out, BUNDLE_NAME))
+    return bundle
+
+
+def _read_metrics(out: str) -> list[dict]:
+    uri = storage.join(out, METRICS_NAME)
+    if not storage.exists(uri):
+        return []
+    return [json.loads(line) for line in storage.read_text(uri).splitlines() if line.strip()]
