@@ -294,27 +294,27 @@ def test_the_nightly_cronjob_may_create_rayjobs():
 
 
 def _job_options() -> dict[str, set[str]]:
-    """The option names each job accepts in its YAML config: the CLI's, with underscores."""
+    """The keys each job accepts in its YAML config: its CLI command's options, with underscores
+    (the mapping of sound_captions.jobs), plus the top-level options and ``smoke_test``."""
     from sound_captions.cli import main as cli
+    from sound_captions.jobs import GLOBAL_KEYS, JOBS
 
-    def names(*path: str) -> set[str]:
+    options = {}
+    for job, words in JOBS.items():
         cmd = cli
-        for p in path:
-            cmd = cmd.commands[p]
-        return {p.name for p in cmd.params} | {
-            o.lstrip("-").replace("-", "_")
-            for p in cmd.params
-            for o in p.opts
-            if o.startswith("--")
-        }
-
-    caption = names("caption")
-    return {
-        "build_dataset": names("dataset", "build"),
-        "train": names("train"),
-        "caption": caption,
-        "nightly_caption": caption,
-    }
+        for word in words:
+            if word not in getattr(cmd, "commands", {}):
+                break  # a job whose command the CLI does not have (yet): accepts nothing
+            cmd = cmd.commands[word]
+        else:
+            names = {p.name for p in cmd.params if p.param_type_name == "argument"}
+            names |= {
+                o[2:].replace("-", "_") for p in cmd.params for o in p.opts if o.startswith("--")
+            }
+            options[job] = names | set(GLOBAL_KEYS) | {"smoke_test"}
+            continue
+        options[job] = set()
+    return options
 
 
 def test_rayjobs_run_real_jobs_with_configs_from_the_configmap():
