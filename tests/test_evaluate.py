@@ -362,3 +362,70 @@ def test_label_confusion_counts_by_hand():
     ]  # b fired on window 0, where only a was
     assert conf["none_predicted"].tolist() == [0, 1]  # window 3: b true, nothing fired
     assert conf["no_reference"].tolist() == [0, 1]  # window 2: empty reference, b fired
+
+
+@pytest.fixture()
+def s3_bucket_name(request, monkeypatch):
+    """The shared ``s3_bucket`` fixture (tests/conftest.py) when there is one; otherwise a moto
+    server of this module's own on loopback."""
+    try:
+        return request.getfixturevalue("s3_bucket")
+    except pytest.FixtureLookupError:
+        pass
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from sound_captions import storage
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    request.addfinalizer(lambda: (proc.terminate(), proc.wait(timeout=10)))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.1)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    for key, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        monkeypatch.setenv(key, value)
+    storage.s3_client().create_bucket(Bucket="sc-evaluate")
+    return "sc-evaluate"
+
+
+@pytest.mark.network
+def test_dataset_bundle_and_report_on_s3(s3_bucket_name, random_bundle, dataset):
+    from sound_captions import storage
+
+    root = f"s3://{s3_bucket_name}/eval"
+    info = shards.load_dataset_info(dataset)
+    for rel in [shards.DATASET_JSON, *info.shards]:
+        storage.write_bytes(
+            storage.join(root, "data", rel), storage.read_bytes(storage.join(dataset, rel))
+        )
+    save_bundle(random_bundle, f"{root}/model.bundle")
+    report = evaluate(f"{root}/model.bundle", f"{root}/data", out_dir=f"{root}/report")
+    local = evaluate(random_bundle, dataset)
+    assert nan_equal(report["segment"], local["segment"])
+    assert report["data"]["digest"] == local["data"]["digest"]
+    assert report["report_uri"] == f"{root}/report/report.json"
+    on_s3 = json.loads(storage.read_text(report["report_uri"]))
+    assert on_s3["n_windows"] == 150
+    for name in PLOT_NAMES:
+        png = storage.read_bytes(f"{root}/report/{name}.png")
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5_000
