@@ -157,8 +157,12 @@ def dataset_stats(uri):
 @click.option("--in-memory/--streaming", default=True, show_default=True, help="Hold the dataset in Ray's object store.")
 @click.option("--patience", default=5, show_default=True, help="Early stopping on validation mAP (0: off).")
 @click.option("--max-failures", default=2, show_default=True, help="Worker failures to recover from.")
+@click.option(
+    "--augment", default="{}",
+    help='JSON of batch augmentation, e.g. {"spec_time_masks": 2, "spec_freq_masks": 2, "mixup_alpha": 0.2, "together_prob": 0.3}.',
+)
 @click.pass_context
-def train_cmd(ctx, data, out, model, hparams, epochs, batch_size, learning_rate, workers, gpus_per_worker, cpus_per_worker, seed, in_memory, patience, max_failures):
+def train_cmd(ctx, data, out, model, hparams, epochs, batch_size, learning_rate, workers, gpus_per_worker, cpus_per_worker, seed, in_memory, patience, max_failures, augment):
     """Train a model with Ray Train and write <out>/model.bundle."""
     from sound_captions.train import BUNDLE_NAME, TrainConfig, train
 
@@ -167,7 +171,7 @@ def train_cmd(ctx, data, out, model, hparams, epochs, batch_size, learning_rate,
         TrainConfig(
             data=data, out=out, model=model, hparams=json.loads(hparams), epochs=epochs, batch_size=batch_size,
             learning_rate=learning_rate, workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
-            seed=seed, in_memory=in_memory, patience=patience, max_failures=max_failures,
+            seed=seed, in_memory=in_memory, patience=patience, max_failures=max_failures, augment=json.loads(augment),
         )
     )
     click.echo(f"best validation mAP {bundle.metrics.get('best_valid_map', float('nan')):.3f} → {out.rstrip('/')}/{BUNDLE_NAME}")
@@ -204,6 +208,33 @@ def caption(ctx, inputs, model, out, force, smoothing, vocabulary, inference_act
     click.echo(summary_text(run), nl=False)
     if run.failed:
         raise SystemExit(1)
+
+
+# -------------------------------------------------------------------------------------- evaluate
+
+
+@main.command("evaluate")
+@click.option("--model", "model_uri", required=True, help="Model bundle URI.")
+@click.option("--data", "data_uri", required=True, help="Dataset root (holds dataset.json).")
+@click.option("--split", default="test", show_default=True, help="Split to evaluate; 'all' for every row.")
+@click.option("--out", "out_dir", default=None, help="Folder (local or s3://) for report.json and PNG plots.")
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+def evaluate_cmd(model_uri, data_uri, split, out_dir, batch_size, device):
+    """Per-second P/R/F1/ER (sed_eval segment-based), AP and mAP of a bundle on a dataset split."""
+    from sound_captions import storage
+    from sound_captions.bundle import BundleError
+    from sound_captions.dataset.shards import NotADatasetError
+    from sound_captions.evaluate import NoEvaluationDataError, evaluate
+    from sound_captions.features import FeatureConfigMismatchError
+
+    try:
+        report = evaluate(
+            model_uri, data_uri, split=None if split == "all" else split, out_dir=out_dir, batch_size=batch_size, device=device
+        )
+    except (FeatureConfigMismatchError, NotADatasetError, NoEvaluationDataError, BundleError, storage.StorageError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps({"n_windows": report["n_windows"], **report["summary"]}, indent=2))
 
 
 # --------------------------------------------------------------------------------------- preview
