@@ -48,7 +48,7 @@ def check_models(device: torch.device) -> dict:
             finite = bool(torch.isfinite(loss)) and all(
                 p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters()
             )
-            results[f"{name}@{'x'.join(map(str, shape))}"] = {"loss": float(loss), "finite": finite}
+            results[f"{name}@{'x'.join(map(str, shape))}"] = {"loss": float(loss.detach()), "finite": finite}
     return results
 
 
@@ -99,7 +99,7 @@ def classifier_check(tmp: str) -> dict:
         if device == "cpu":
             clf.device = torch.device("cpu")
             clf.model = clf.model.to("cpu")
-        scores = clf({**batch, "spectrogram": spec[:256]})["scores"]  # warm-up
+        scores = clf({"kind": batch["kind"][:256], "spectrogram": spec[:256]})["scores"]  # warm-up
         start = time.perf_counter()
         for i in range(0, n, 256):
             scores_i = clf({"kind": batch["kind"][i : i + 256], "spectrogram": spec[i : i + 256]})["scores"]
