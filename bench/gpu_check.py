@@ -40,15 +40,19 @@ def check_models(device: torch.device) -> dict:
             scaler = torch.amp.GradScaler("cuda")
             x = torch.randn(8, *shape, device=device)
             y = (torch.rand(8, 5, device=device) > 0.5).float()
-            with torch.autocast("cuda", dtype=torch.float16):
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x).float(), y)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            finite = bool(torch.isfinite(loss)) and all(
-                p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters()
-            )
-            results[f"{name}@{'x'.join(map(str, shape))}"] = {"loss": float(loss.detach()), "finite": finite}
+            losses = []
+            for _ in range(6):  # GradScaler skips the first steps whose scaled grads overflow
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast("cuda", dtype=torch.float16):
+                    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x).float(), y)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                losses.append(float(loss.detach()))
+            finite = all(np.isfinite(losses)) and all(bool(torch.isfinite(p).all()) for p in model.parameters())
+            results[f"{name}@{'x'.join(map(str, shape))}"] = {
+                "first_loss": losses[0], "last_loss": losses[-1], "finite": finite, "grad_scale": float(scaler.get_scale()),
+            }
     return results
 
 
