@@ -92,7 +92,7 @@ def download_options(scratch: Path, server: MediaServer) -> DownloadOptions:
     )  # fmt: skip
 
 
-def run_build(served, out: str, scratch: Path, **options):
+def run_build(served, out: str, scratch: Path, progress=None, **options):
     server, csv = served
     server.clear_faults()
     server.missing("/goneA.mp4")
@@ -100,7 +100,7 @@ def run_build(served, out: str, scratch: Path, **options):
     plan = plan_for(csv)
     report = build_dataset(
         plan.requests, out, BuildOptions(seed=3, fetch_concurrency=4, **options), source_failures=plan.failures,
-        vocabulary=plan.vocabulary, sources=plan.sources, download=download_options(scratch, server), selection=plan.selection,
+        vocabulary=plan.vocabulary, sources=plan.sources, download=download_options(scratch, server), selection=plan.selection, progress=progress,
     )  # fmt: skip
     return plan, report
 
@@ -191,10 +191,14 @@ def test_rerun_of_a_finished_build_does_nothing_and_a_different_one_is_refused(l
         build_dataset(plan.requests[:3], str(out), BuildOptions(seed=3), vocabulary=plan.vocabulary, download=download_options(scratch, server))
 
 
-def test_build_into_s3(ray_session, served, s3_bucket, tmp_path) -> None:
+def test_build_into_s3(ray_session, served, s3_bucket, tmp_path, capsys) -> None:
+    from sound_captions.dataset.progress import BuildProgress
+
     root = f"s3://{s3_bucket}/datasets/demo"
-    plan, report = run_build(served, root, tmp_path / "scratch")
+    with BuildProgress(len(ITEMS), interactive=False, interval_s=60) as meter:
+        plan, report = run_build(served, root, tmp_path / "scratch", progress=meter)
     check_every_item_once(root, plan)
+    assert "9/9 clips done (4 failed), 14 windows" in capsys.readouterr().err
     keys = sorted(o.uri for o in storage.list_files(root))
     info = shards.load_dataset_info(root)
     assert keys == sorted([storage.join(root, "dataset.json"), storage.join(root, "failures.parquet")] + [storage.join(root, s) for s in info.shards])

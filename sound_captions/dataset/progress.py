@@ -93,11 +93,13 @@ class BuildProgress:
             elif time.monotonic() - last_log >= self.interval_s:
                 last_log = time.monotonic()
                 print(self.line(clips, failed, windows), file=sys.stderr, flush=True)
+        clips, failed, windows = self._poll()
         if bar is not None:
-            clips, failed, windows = self._poll()
             bar.n = clips
             bar.set_postfix(failed=failed, windows=windows, refresh=False)
             bar.close()
+        else:
+            print(self.line(clips, failed, windows), file=sys.stderr, flush=True)
 
     def __enter__(self) -> BuildProgress:
         return self
