@@ -147,7 +147,10 @@ def dataset_build(
         feature_config=FeatureConfig.preset(feature_preset), split_fractions=fractions, seed=seed, target_shard_mb=shard_mb,
         overwrite=overwrite, fetch_actors=fetch_actors, fetch_concurrency=concurrency,
     )
-    click.echo(f"{len(plan.requests)} clips to build ({len(plan.failures)} source rows unusable); downloads in {download.scratch_dir}", err=True)
+    from sound_captions.download import needs_download
+
+    fetching = sum(needs_download(r) for r in plan.requests)
+    click.echo(f"{len(plan.requests)} clips to build ({len(plan.failures)} source rows unusable)" + (f"; {fetching} to download into {download.scratch_dir}" if fetching else ""), err=True)
     _start_ray(ctx)
     meter = BuildProgress(len(plan.requests)) if progress else None
     try:
