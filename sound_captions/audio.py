@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator
+
 import numpy as np
 
 from sound_captions import storage

@@ -87,56 +87,109 @@ def dataset():
 
 
 @dataset.command("build")
-@click.option("--manifest", "manifests", multiple=True, required=True, help="Manifest CSV (source,start_s,end_s,labels); repeatable.")
 @click.option("--out", required=True, help="Dataset folder: local path or s3:// URI.")
+@click.option("--manifest", "manifests", multiple=True, help="Manifest CSV (source,start_s,end_s,labels); repeatable.")
+@click.option("--audioset-csv", "audioset_csvs", multiple=True, help="AudioSet segment list (e.g. balanced_train_segments.csv); repeatable.")
+@click.option("--audioset-strong", "audioset_strong", multiple=True, help="AudioSet strong-label TSV; repeatable.")
+@click.option("--labels", default="", help="Classes to mine, ';'-separated display names or mids (required with AudioSet lists).")
+@click.option("--include-descendants", is_flag=True, help="A chosen class also matches the classes below it in the ontology.")
+@click.option("--per-label-cap", type=int, default=None, help="At most this many clips per chosen label (balanced, seeded).")
+@click.option("--negatives", type=float, default=0.0, show_default=True, help="Share of clips with none of the chosen labels, kept as explicit negatives.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the selection and the split.")
+@click.option("--source-url-template", default="https://www.youtube.com/watch?v={ytid}", show_default=True, help="URL of yt:<id> sources ({ytid}, {clip_id}); e.g. a private mirror.")
+@click.option("--cookies", default=None, type=click.Path(dir_okay=False), help="Netscape cookies file for yt-dlp.")
+@click.option("--proxy", default=None, help="Proxy URL for yt-dlp and ffmpeg.")
+@click.option("--concurrency", default=4, show_default=True, help="Downloads at once per fetch actor.")
+@click.option("--fetch-actors", default=1, show_default=True, help="Fetch actors (one per node on a cluster; pacing is per actor).")
+@click.option("--per-host-interval", type=float, default=0.0, show_default=True, help="Seconds between download starts to one host (per fetch actor).")
+@click.option("--retries", default=5, show_default=True, help="Retries on throttling (429) and transient errors, with exponential backoff and jitter.")
+@click.option("--backoff", type=float, default=2.0, show_default=True, help="First retry delay in seconds (doubles per retry, capped at 120 s).")
+@click.option("--scratch", default=None, help="Download folder + archive (default: <out>/.scratch, or a local cache folder for s3:// outputs). On a cluster: a shared folder.")
 @click.option("--features", "feature_preset", default="128x128x1", show_default=True, help="128x128x1, 256x256x3, linear-128x128x1, ...")
 @click.option("--split", "split_fractions", default="0.8,0.1,0.1", show_default=True, help="train,valid,test fractions (by clip).")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--shard-mb", default=128, show_default=True, help="Target shard size.")
-@click.option("--overwrite", is_flag=True, help="Replace a finished dataset at --out.")
+@click.option("--shard-mb", type=float, default=128, show_default=True, help="Target shard size (uncompressed).")
+@click.option("--overwrite", is_flag=True, help="Replace a finished dataset of other requests or options at --out.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (interactive) or a line every 30 s.")
 @click.pass_context
-def dataset_build(ctx, manifests, out, feature_preset, split_fractions, seed, shard_mb, overwrite):
-    """Decode labelled clips, cut 1-s windows, compute spectrograms, write shards."""
-    from sound_captions.dataset.build import BuildOptions, build_dataset
-    from sound_captions.features import FeatureConfig
-    from sound_captions.sources.manifest import read_manifest
+def dataset_build(
+    ctx, out, manifests, audioset_csvs, audioset_strong, labels, include_descendants, per_label_cap, negatives, seed,
+    source_url_template, cookies, proxy, concurrency, fetch_actors, per_host_interval, retries, backoff, scratch,
+    feature_preset, split_fractions, shard_mb, overwrite, progress,
+):
+    """Mine labelled clips (AudioSet lists or manifests): download the segments, decode, cut 1-s
+    windows, compute spectrograms, write shards + failures.parquet + dataset.json.
 
-    requests, failures = [], []
-    for manifest in manifests:
-        r, f = read_manifest(manifest)
-        requests += r
-        failures += f
+    A rerun resumes: nothing already downloaded is fetched again, and a finished dataset of the
+    same requests is left as it is."""
+    from sound_captions.dataset.build import BuildOptions, build_dataset, default_scratch_dir
+    from sound_captions.dataset.plan import PlanError, plan_build
+    from sound_captions.dataset.progress import BuildProgress
+    from sound_captions.download import DownloadOptions
+    from sound_captions.features import FeatureConfig
+    from sound_captions.storage import check_uri
+
+    if not (manifests or audioset_csvs or audioset_strong):
+        raise click.UsageError("give at least one source: --manifest, --audioset-csv or --audioset-strong")
+    try:
+        plan = plan_build(
+            manifests=manifests, audioset_csvs=audioset_csvs, audioset_strong=audioset_strong,
+            labels=[x for x in labels.split(";") if x.strip()], include_descendants=include_descendants,
+            per_label_cap=per_label_cap, negatives=negatives, seed=seed,
+        )
+    except (PlanError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from exc
     fractions = tuple(float(x) for x in split_fractions.split(","))
-    _start_ray(ctx)
-    report = build_dataset(
-        requests,
-        out,
-        BuildOptions(feature_config=FeatureConfig.preset(feature_preset), split_fractions=fractions, seed=seed, target_shard_mb=shard_mb, overwrite=overwrite),
-        source_failures=failures,
-        sources=list(manifests),
+    download = DownloadOptions(
+        scratch_dir=scratch or default_scratch_dir(check_uri(out)), source_url_template=source_url_template,
+        retries=retries, backoff_base_s=backoff, per_host_min_interval_s=per_host_interval, cookies_file=cookies, proxy=proxy,
     )
+    options = BuildOptions(
+        feature_config=FeatureConfig.preset(feature_preset), split_fractions=fractions, seed=seed, target_shard_mb=shard_mb,
+        overwrite=overwrite, fetch_actors=fetch_actors, fetch_concurrency=concurrency,
+    )
+    from sound_captions.download import needs_download
+
+    fetching = sum(needs_download(r) for r in plan.requests)
+    click.echo(f"{len(plan.requests)} clips to build ({len(plan.failures)} source rows unusable)" + (f"; {fetching} to download into {download.scratch_dir}" if fetching else ""), err=True)
+    _start_ray(ctx)
+    meter = BuildProgress(len(plan.requests)) if progress else None
+    try:
+        if meter is not None:
+            with meter:
+                report = build_dataset(plan.requests, out, options, source_failures=plan.failures, vocabulary=plan.vocabulary, sources=plan.sources, download=download, selection=plan.selection, progress=meter)
+        else:
+            report = build_dataset(plan.requests, out, options, source_failures=plan.failures, vocabulary=plan.vocabulary, sources=plan.sources, download=download, selection=plan.selection)
+    except FileExistsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if report.skipped:
+        click.echo(f"{report.root} already holds this dataset; nothing to do (--overwrite rebuilds it)")
     click.echo(f"{report.n_clips} clips → {report.n_windows} windows in {len(report.info.shards)} shard(s) at {report.root}")
     click.echo(f"{report.n_failed} of {report.n_requested} items failed" + (f": {report.failure_reasons}" if report.failure_reasons else ""))
 
 
 @dataset.command("stats")
 @click.argument("uri")
-def dataset_stats(uri):
-    """Counts per label and split, coverage, failure reasons."""
-    from collections import Counter
+@click.option("--json", "as_json", is_flag=True, help="Print dataset.json's counts, coverage and failure reasons as JSON.")
+def dataset_stats(uri, as_json):
+    """Counts per label and split, coverage (requested vs obtained), failure reasons."""
+    from sound_captions.dataset.report import stats_dict, stats_text
 
-    from sound_captions.dataset.shards import load_dataset_info, read_failures
+    stats = stats_dict(uri)
+    click.echo(json.dumps(stats, indent=2) if as_json else stats_text(stats))
 
-    info = load_dataset_info(uri)
-    failures = read_failures(uri)
-    click.echo(f"dataset {uri}  features {info.feature_config.shape} {info.feature_config.kind} ({info.feature_config.hash})  shards {len(info.shards)}")
-    click.echo(f"{'label':<32} {'train':>7} {'valid':>7} {'test':>7}  coverage")
-    for mid, name in info.vocabulary.items():
-        cells = [info.counts.get(s, {}).get("labels", {}).get(mid, {}).get("windows", 0) for s in ("train", "valid", "test")]
-        cov = info.coverage.get(mid, {})
-        click.echo(f"{name[:32]:<32} {cells[0]:>7} {cells[1]:>7} {cells[2]:>7}  {cov.get('obtained', 0)}/{cov.get('requested', 0)} clips")
-    reasons = Counter(failures.column("reason").to_pylist()) if failures.num_rows else {}
-    click.echo(f"failures: {failures.num_rows}" + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items())) + ")" if reasons else ""))
+
+@dataset.command("preview")
+@click.argument("uri")
+@click.option("--out", required=True, help="PNG to write (local path or s3://).")
+@click.option("--per-label", default=6, show_default=True, help="Example spectrograms per label.")
+@click.option("--split", default=None, help="Only this split (train/valid/test).")
+@click.option("--seed", default=0, show_default=True)
+def dataset_preview(uri, out, per_label, split, seed):
+    """A grid of spectrograms: one row per label, a few examples each (look before training)."""
+    from sound_captions.dataset.report import preview_grid
+
+    n = preview_grid(uri, out, per_label=per_label, split=split, seed=seed)
+    click.echo(f"{n} spectrograms → {out}")
 
 
 # ----------------------------------------------------------------------------------------- train
@@ -157,8 +210,12 @@ def dataset_stats(uri):
 @click.option("--in-memory/--streaming", default=True, show_default=True, help="Hold the dataset in Ray's object store.")
 @click.option("--patience", default=5, show_default=True, help="Early stopping on validation mAP (0: off).")
 @click.option("--max-failures", default=2, show_default=True, help="Worker failures to recover from.")
+@click.option(
+    "--augment", default="{}",
+    help='JSON of batch augmentation, e.g. {"spec_time_masks": 2, "spec_freq_masks": 2, "mixup_alpha": 0.2, "together_prob": 0.3}.',
+)
 @click.pass_context
-def train_cmd(ctx, data, out, model, hparams, epochs, batch_size, learning_rate, workers, gpus_per_worker, cpus_per_worker, seed, in_memory, patience, max_failures):
+def train_cmd(ctx, data, out, model, hparams, epochs, batch_size, learning_rate, workers, gpus_per_worker, cpus_per_worker, seed, in_memory, patience, max_failures, augment):
     """Train a model with Ray Train and write <out>/model.bundle."""
     from sound_captions.train import BUNDLE_NAME, TrainConfig, train
 
@@ -167,7 +224,7 @@ def train_cmd(ctx, data, out, model, hparams, epochs, batch_size, learning_rate,
         TrainConfig(
             data=data, out=out, model=model, hparams=json.loads(hparams), epochs=epochs, batch_size=batch_size,
             learning_rate=learning_rate, workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
-            seed=seed, in_memory=in_memory, patience=patience, max_failures=max_failures,
+            seed=seed, in_memory=in_memory, patience=patience, max_failures=max_failures, augment=json.loads(augment),
         )
     )
     click.echo(f"best validation mAP {bundle.metrics.get('best_valid_map', float('nan')):.3f} → {out.rstrip('/')}/{BUNDLE_NAME}")
@@ -204,6 +261,33 @@ def caption(ctx, inputs, model, out, force, smoothing, vocabulary, inference_act
     click.echo(summary_text(run), nl=False)
     if run.failed:
         raise SystemExit(1)
+
+
+# -------------------------------------------------------------------------------------- evaluate
+
+
+@main.command("evaluate")
+@click.option("--model", "model_uri", required=True, help="Model bundle URI.")
+@click.option("--data", "data_uri", required=True, help="Dataset root (holds dataset.json).")
+@click.option("--split", default="test", show_default=True, help="Split to evaluate; 'all' for every row.")
+@click.option("--out", "out_dir", default=None, help="Folder (local or s3://) for report.json and PNG plots.")
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+def evaluate_cmd(model_uri, data_uri, split, out_dir, batch_size, device):
+    """Per-second P/R/F1/ER (sed_eval segment-based), AP and mAP of a bundle on a dataset split."""
+    from sound_captions import storage
+    from sound_captions.bundle import BundleError
+    from sound_captions.dataset.shards import NotADatasetError
+    from sound_captions.evaluate import NoEvaluationDataError, evaluate
+    from sound_captions.features import FeatureConfigMismatchError
+
+    try:
+        report = evaluate(
+            model_uri, data_uri, split=None if split == "all" else split, out_dir=out_dir, batch_size=batch_size, device=device
+        )
+    except (FeatureConfigMismatchError, NotADatasetError, NoEvaluationDataError, BundleError, storage.StorageError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps({"n_windows": report["n_windows"], **report["summary"]}, indent=2))
 
 
 # --------------------------------------------------------------------------------------- preview

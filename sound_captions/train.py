@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from sound_captions import storage
+from sound_captions.augment import BatchAugmentConfig, apply_batch_augment
 from sound_captions.bundle import ModelBundle, save_bundle
 from sound_captions.caption.vocabulary import CaptionVocabulary
 from sound_captions.dataset import shards
@@ -55,6 +56,7 @@ class TrainConfig:
     target_precision: float = 0.9
     mixed_precision: bool = True
     max_steps_per_epoch: int | None = None
+    augment: dict = field(default_factory=dict)  # BatchAugmentConfig fields; recorded in the bundle
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -159,6 +161,8 @@ def train_loop_per_worker(config: dict) -> None:
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     use_amp = cfg.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    augment = BatchAugmentConfig.from_dict(cfg.augment)
+    generator = torch.Generator()  # CPU; augment moves its random draws to the batch's device
 
     start_epoch, best_map, best_score, bad_epochs = 0, -1.0, -float("inf"), 0
     checkpoint = ray.train.get_checkpoint()
@@ -175,6 +179,8 @@ def train_loop_per_worker(config: dict) -> None:
     valid_shard = ray.train.get_dataset_shard("valid")
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
+        # Seeded per epoch, so a run resumed from a checkpoint repeats the same augmentation.
+        generator.manual_seed(cfg.seed * 1_000_003 + rank * 10_007 + epoch)
         total, count = 0.0, 0
         batches = train_shard.iter_torch_batches(
             batch_size=cfg.batch_size, drop_last=True,  # batch norm needs more than one example
@@ -185,6 +191,8 @@ def train_loop_per_worker(config: dict) -> None:
                 break
             x = to_model_input(batch["x"]).to(device)
             y = batch["y"].to(device)
+            if augment.enabled:
+                x, y = apply_batch_augment(x, y, augment, generator)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, enabled=use_amp):
                 loss = loss_fn(model(x).float(), y)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from sound_captions.ontology import Ontology
-from sound_captions.sources.manifest import make_clip_id, parse_manifest, read_manifest, write_manifest
+from sound_captions.sources.manifest import (
+    make_clip_id,
+    parse_manifest,
+    read_manifest,
+    write_manifest,
+)
 
 MANIFEST = """source,start_s,end_s,labels
 clips/a.mp4,,,Dog

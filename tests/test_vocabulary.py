@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from sound_captions.caption.vocabulary import CaptionTextError, CaptionVocabulary, check_caption_text, excluded_mids
+from sound_captions.caption.vocabulary import (
+    CaptionTextError,
+    CaptionVocabulary,
+    check_caption_text,
+    excluded_mids,
+)
 from sound_captions.ontology import Ontology
 
 

@@ -6,11 +6,21 @@ The stages are separate Ray Data operators so that downloads, decoding and featu
 independently; Ray's streaming executor bounds the memory between them. ``ShardSink`` writes
 each shard atomically and, once every write task has finished, ``failures.parquet`` and then
 ``dataset.json`` (the completion mark that lists the shards readers may use).
+
+Resume: downloads are cached in a scratch folder with an archive (see ``download.py``), so a
+rerun after a killed build fetches nothing it already has; decoding and features run again, new
+shards are written under new names, ``dataset.json`` lists only those, and shards no
+``dataset.json`` lists (a killed run's) are deleted. A finished dataset is left alone when it was
+built from the same requests and options (its ``build_digest`` matches), and refused otherwise
+unless ``overwrite`` is given.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import math
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -21,6 +31,7 @@ from ray.data import Datasink
 from sound_captions import storage
 from sound_captions.dataset import shards
 from sound_captions.dataset.stages import decode_stage, feature_stage, join_labels, split_labels
+from sound_captions.download import DownloadOptions, needs_download
 from sound_captions.features import FeatureConfig
 from sound_captions.ontology import Ontology
 from sound_captions.sources.requests import ClipRequest, SourceFailure
@@ -31,7 +42,10 @@ SPLITS = ("train", "valid", "test")
 
 
 class DatasetExistsError(FileExistsError):
-    """The output already holds a finished dataset and ``overwrite`` was not given."""
+    """The output already holds a finished dataset of other requests or options, and
+    ``overwrite`` was not given."""
+
+SCRATCH_DIR = ".scratch"
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,56 @@ class BuildOptions:
     feature_batch_size: int = 64
     overwrite: bool = False
     ffmpeg: str | None = None
+    fetch_actors: int = 1
+    fetch_concurrency: int = 4
+    fetch_cpus: float = 0.25
+    write_cpus: float = 0.25
+    items_per_block: int = 4
+
+    def __post_init__(self) -> None:
+        if self.fetch_actors < 1 or self.fetch_concurrency < 1 or self.items_per_block < 1:
+            raise ValueError("fetch_actors, fetch_concurrency and items_per_block must be >= 1")
+        if self.target_shard_mb <= 0:
+            raise ValueError(f"target_shard_mb must be > 0, got {self.target_shard_mb}")
+
+
+def training_labels(request: ClipRequest) -> tuple[str, ...]:
+    """The labels a clip carries in the shards: the chosen labels present after selection
+    (``selected_labels``, rolled up to the chosen classes), none for an explicit negative, and
+    the source's own labels when no selection was made (a manifest build)."""
+    if request.negative:
+        return ()
+    return request.selected_labels or request.labels
+
+
+def default_scratch_dir(root: str) -> str:
+    """Where downloads go by default: ``<out>/.scratch`` for a local output; for ``s3://`` a
+    local folder named after the output URI (so that a rerun finds its downloads again)."""
+    if not storage.is_s3(root):
+        return str(storage.local_path(storage.join(root, SCRATCH_DIR)))
+    import os
+    import tempfile
+
+    digest = hashlib.sha1(root.encode()).hexdigest()[:12]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if not os.access(os.path.dirname(base) or "/", os.W_OK) and not os.path.isdir(base):
+        base = tempfile.gettempdir()
+    return os.path.join(base, "sound-captions", "scratch", digest)
+
+
+def rows_per_shard(cfg: FeatureConfig, target_shard_mb: float) -> int:
+    """Rows per shard for a target size: one row is dominated by its float16 spectrogram."""
+    row_bytes = int(np.prod(cfg.shape)) * 2 + 256
+    return max(1, int(target_shard_mb * (1 << 20)) // row_bytes)
+
+
+def build_digest(requests: list[ClipRequest], splits: dict[str, str], vocabulary: dict[str, str], options: BuildOptions) -> str:
+    """sha256 over what decides a dataset's content (requests, labels, splits, features)."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"features": options.feature_config.hash, "vocabulary": sorted(vocabulary)}).encode())
+    for r in sorted(requests, key=lambda r: r.clip_id):
+        h.update(json.dumps([r.clip_id, r.source, r.start_s, r.end_s, list(training_labels(r)), splits[r.clip_id]]).encode())
+    return h.hexdigest()
 
 
 def assign_splits(requests: list[ClipRequest], fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
@@ -55,7 +119,8 @@ def assign_splits(requests: list[ClipRequest], fractions: tuple[float, float, fl
         raise ValueError(f"split fractions must be non-negative and sum to 1, got {fractions}")
     groups: dict[str, list[str]] = defaultdict(list)
     for r in requests:
-        groups[r.labels[0] if r.labels else ""].append(r.clip_id)
+        labels = training_labels(r)
+        groups[labels[0] if labels else ""].append(r.clip_id)
     rng = random.Random(seed)
     out: dict[str, str] = {}
     for key in sorted(groups):
@@ -74,7 +139,7 @@ def assign_splits(requests: list[ClipRequest], fractions: tuple[float, float, fl
 
 def dataset_vocabulary(requests: list[ClipRequest], ontology: Ontology, labels: list[str] | None = None) -> dict[str, str]:
     """mid → display name for the labels the dataset will carry (ontology order)."""
-    mids = {ontology.resolve(x) for x in labels} if labels else {m for r in requests for m in r.labels}
+    mids = {ontology.resolve(x) for x in labels} if labels else {m for r in requests for m in training_labels(r)}
     order = {m: i for i, m in enumerate(ontology.labelled_mids)}
     return {m: ontology.name(m) for m in sorted(mids, key=lambda m: (order.get(m, 10**6), m))}
 
@@ -96,16 +161,19 @@ class ShardSink(Datasink):
         return "ShardSink"
 
     def write(self, blocks, ctx) -> dict:
+        """Write this task's window rows as shards of about ``rows_per_shard`` rows (each
+        written atomically) and return the shard names, per-clip counts and failure rows."""
         import pyarrow as pa
 
         tables = [pa.Table.from_pandas(b) if not isinstance(b, pa.Table) else b for b in blocks]
         written: list[tuple[str, int]] = []
         clips: dict[str, dict] = {}
         failures: list[dict] = []
+        parts: list[pa.Table] = []
         for table in tables:
             if table.num_rows == 0:
                 continue
-            batch = {name: table.column(name).to_pylist() for name in table.column_names if name != "spectrogram"}
+            batch = {name: table.column(name).to_pylist() for name in ("clip_id", "source", "second", "start_s", "labels", "split", "reason", "message")}
             ok = np.asarray([r == "" for r in batch["reason"]], dtype=bool)
             for i in np.flatnonzero(~ok):
                 failures.append(
@@ -114,7 +182,7 @@ class ShardSink(Datasink):
                         "start_s": batch["start_s"][i], "end_s": None, "labels": split_labels(batch["labels"][i]),
                         "reason": batch["reason"][i], "message": batch["message"][i],
                     }
-                )
+                )  # fmt: skip
             if not ok.any():
                 continue
             spec = _column_ndarray(table.column("spectrogram"))[ok]
@@ -124,9 +192,13 @@ class ShardSink(Datasink):
             for clip_id, labels, split in zip(rows["clip_id"], rows["labels"], rows["split"], strict=True):
                 entry = clips.setdefault(clip_id, {"labels": list(labels or []), "split": split, "windows": 0})
                 entry["windows"] += 1
-            table_out = shards.shard_table(rows, self.cfg)
-            for start in range(0, table_out.num_rows, self.rows_per_shard * 2):
-                part = table_out.slice(start, self.rows_per_shard * 2)
+            parts.append(shards.shard_table(rows, self.cfg))
+        if parts:
+            table_out = pa.concat_tables(parts)
+            n_parts = max(1, round(table_out.num_rows / self.rows_per_shard))
+            step = math.ceil(table_out.num_rows / n_parts)
+            for start in range(0, table_out.num_rows, step):
+                part = table_out.slice(start, step)
                 uri = shards.new_shard_uri(self.root)
                 shards.write_table(part, uri)
                 written.append((shards.SHARD_DIR + "/" + uri.rsplit("/", 1)[-1], part.num_rows))
@@ -157,6 +229,8 @@ def _column_ndarray(column) -> np.ndarray:
 
 @dataclass
 class BuildReport:
+    """What a build did. ``skipped``: the output already held this dataset, nothing was run."""
+
     root: str
     info: shards.DatasetInfo
     n_requested: int
@@ -164,6 +238,7 @@ class BuildReport:
     n_windows: int
     n_failed: int
     failure_reasons: dict[str, int]
+    skipped: bool = False
 
 
 def build_dataset(
@@ -174,39 +249,72 @@ def build_dataset(
     source_failures: list[SourceFailure] = (),
     vocabulary: dict[str, str] | None = None,
     sources: list[str] = (),
-    fetch=None,
+    download: DownloadOptions | None = None,
+    selection: dict | None = None,
+    progress=None,
 ) -> BuildReport:
     """Run the build pipeline on the current Ray cluster and write the dataset to ``out_uri``.
 
-    ``fetch`` is an optional Ray Data stage (a callable class and its constructor kwargs) that
-    downloads remote sources first; without it, sources are decoded where they are.
+    Args:
+        requests: the clips to use (unique ``clip_id``); shard labels are
+            :func:`training_labels` of each.
+        out_uri: dataset folder, local or ``s3://``.
+        options: resources, features, splits, shard size, overwrite.
+        source_failures: source rows that could not be parsed (recorded in ``failures.parquet``).
+        vocabulary: mid → display name of the dataset's labels (default: every training label).
+        sources: the source files used (recorded in ``dataset.json``).
+        download: settings of the fetch stage for ``yt:`` and http(s) sources (default: scratch
+            at :func:`default_scratch_dir`); sources in storage are decoded where they are.
+        selection: how the requests were chosen (recorded in ``dataset.json``).
+        progress: optional ``BuildProgress`` (see ``progress.py``) told about finished items.
     """
     import ray
 
+    from sound_captions.dataset.fetch import FetchSegments
+
     root = storage.check_uri(out_uri)
     cfg = options.feature_config
-    info_uri = storage.join(root, shards.DATASET_JSON)
-    if storage.exists(info_uri) and not options.overwrite:
-        raise DatasetExistsError(f"{root} already holds a dataset (dataset.json); pass overwrite to rebuild it")
     ontology = Ontology.load()
     vocabulary = vocabulary or dataset_vocabulary(requests, ontology)
     splits = assign_splits(requests, options.split_fractions, options.seed)
+    digest = build_digest(requests, splits, vocabulary, options)
+    info_uri = storage.join(root, shards.DATASET_JSON)
+    if storage.exists(info_uri) and not options.overwrite:
+        existing = shards.load_dataset_info(root)
+        if existing.build_digest != digest:
+            raise DatasetExistsError(
+                f"{root} already holds a dataset built from other requests or options; pass overwrite to replace it"
+            )
+        log.info("%s already holds this dataset (build digest %s); nothing to do", root, digest[:12])
+        return _report_of_existing(root, existing)
     items = [
         {
             "clip_id": r.clip_id, "source": r.source,
             "start_s": np.nan if r.start_s is None else r.start_s, "end_s": np.nan if r.end_s is None else r.end_s,
-            "labels": join_labels(r.labels), "split": splits[r.clip_id],
+            "labels": join_labels(training_labels(r)), "split": splits[r.clip_id],
         }
         for r in requests
-    ]
-    row_bytes = int(np.prod(cfg.shape)) * 2
-    rows_per_shard = max(1, options.target_shard_mb * (1 << 20) // row_bytes)
-    sink = ShardSink(root, cfg, rows_per_shard)
+    ]  # fmt: skip
+    sink = ShardSink(root, cfg, rows_per_shard(cfg, options.target_shard_mb))
     if items:
-        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 256)))
-        if fetch is not None:
-            fetch_cls, fetch_kwargs, fetch_compute = fetch
-            ds = ds.map_batches(fetch_cls, fn_constructor_kwargs=fetch_kwargs, batch_size=1, compute=fetch_compute, num_cpus=0.5)
+        n_blocks = max(1, min(len(items), math.ceil(len(items) / options.items_per_block), 10_000))
+        ds = ray.data.from_items(items, override_num_blocks=n_blocks)
+        if any(needs_download(r) for r in requests):
+            download = download or DownloadOptions(scratch_dir=default_scratch_dir(root))
+            # network-bound: a few actors (one per node on a cluster), each running
+            # ``fetch_concurrency`` downloads at once on threads that share one host pacer
+            ds = ds.map_batches(
+                FetchSegments,
+                fn_constructor_kwargs={"options": download.to_dict()},
+                batch_size=1,
+                num_cpus=options.fetch_cpus,
+                compute=ray.data.ActorPoolStrategy(
+                    size=options.fetch_actors,
+                    max_concurrent_calls_per_actor=options.fetch_concurrency,
+                    max_tasks_in_flight_per_actor=options.fetch_concurrency,
+                    enable_true_multi_threading=True,
+                ),
+            )
         ds = ds.map_batches(
             decode_stage,
             fn_kwargs={"feature_config": cfg.to_dict(), "ffmpeg": options.ffmpeg},
@@ -221,7 +329,12 @@ def build_dataset(
             num_cpus=options.feature_cpus,
             compute=ray.data.TaskPoolStrategy(),
         )
-        ds.write_datasink(sink)
+        if progress is not None:
+            ds = progress.attach(ds)
+        # the writer gathers ``rows_per_shard`` rows per task: it must not fuse with the CPU
+        # stages (Ray fuses map stages with equal resources), or one task would decode everything
+        write_cpus = options.write_cpus if options.write_cpus != options.feature_cpus else options.write_cpus * 0.99
+        ds.write_datasink(sink, ray_remote_args={"num_cpus": write_cpus})
         result = sink.result or {"shards": [], "clips": {}, "failures": []}
     else:
         result = {"shards": [], "clips": {}, "failures": []}
@@ -246,12 +359,14 @@ def build_dataset(
         coverage=_coverage(requests, result["clips"], vocabulary),
         sources=sorted(set(sources)),
         failures=len(failures),
+        requested=len(requests) + len(source_failures),
+        obtained=len(result["clips"]),
+        failure_reasons=_reasons(failures),
+        selection=dict(selection or {}),
+        build_digest=digest,
     )
     shards.write_dataset_info(root, info)
     _remove_unlisted_shards(root, set(info.shards))
-    reasons: dict[str, int] = defaultdict(int)
-    for row in failures:
-        reasons[row["reason"]] += 1
     return BuildReport(
         root=root,
         info=info,
@@ -259,8 +374,23 @@ def build_dataset(
         n_clips=len(result["clips"]),
         n_windows=sum(c["windows"] for c in result["clips"].values()),
         n_failed=len(failures),
-        failure_reasons=dict(reasons),
+        failure_reasons=_reasons(failures),
     )
+
+
+def _reasons(failures: list[dict]) -> dict[str, int]:
+    reasons: dict[str, int] = defaultdict(int)
+    for row in failures:
+        reasons[row["reason"]] += 1
+    return dict(sorted(reasons.items()))
+
+
+def _report_of_existing(root: str, info: shards.DatasetInfo) -> BuildReport:
+    windows = sum(info.counts.get(s, {}).get("windows", 0) for s in SPLITS)
+    return BuildReport(
+        root=root, info=info, n_requested=info.requested, n_clips=info.obtained, n_windows=windows,
+        n_failed=info.failures, failure_reasons=dict(info.failure_reasons), skipped=True,
+    )  # fmt: skip
 
 
 def _counts(clips: dict[str, dict], vocabulary: dict[str, str]) -> dict:
@@ -283,7 +413,7 @@ def _counts(clips: dict[str, dict], vocabulary: dict[str, str]) -> dict:
 def _coverage(requests: list[ClipRequest], clips: dict[str, dict], vocabulary: dict[str, str]) -> dict:
     coverage = {m: {"requested": 0, "obtained": 0} for m in vocabulary}
     for r in requests:
-        for m in r.labels:
+        for m in training_labels(r):
             if m in coverage:
                 coverage[m]["requested"] += 1
                 if r.clip_id in clips:

@@ -127,6 +127,11 @@ class DatasetInfo:
     coverage: dict = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     failures: int = 0
+    requested: int = 0  # items asked for (source rows that did not parse included)
+    obtained: int = 0  # clips with at least one window in the shards
+    failure_reasons: dict[str, int] = field(default_factory=dict)
+    selection: dict = field(default_factory=dict)  # how the clips were chosen, and the label policy
+    build_digest: str = ""  # what the content was built from (a rerun with the same digest is a no-op)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     tool_version: str = __version__
 
@@ -146,6 +151,11 @@ class DatasetInfo:
             "coverage": self.coverage,
             "sources": self.sources,
             "failures": self.failures,
+            "requested": self.requested,
+            "obtained": self.obtained,
+            "failure_reasons": self.failure_reasons,
+            "selection": self.selection,
+            "build_digest": self.build_digest,
             "shards": self.shards,
         }
 
@@ -162,6 +172,11 @@ class DatasetInfo:
             coverage=data.get("coverage", {}),
             sources=list(data.get("sources", [])),
             failures=int(data.get("failures", 0)),
+            requested=int(data.get("requested", 0)),
+            obtained=int(data.get("obtained", 0)),
+            failure_reasons=dict(data.get("failure_reasons", {})),
+            selection=dict(data.get("selection", {})),
+            build_digest=str(data.get("build_digest", "")),
             created=data.get("created", ""),
             tool_version=data.get("tool_version", ""),
         )

@@ -10,6 +10,9 @@ once as shard rows or as a failure row.
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 
 from sound_captions.audio import DecodeError, decode_audio
@@ -134,6 +137,16 @@ def decode_stage(batch: dict[str, np.ndarray], feature_config: dict, ffmpeg: str
             parts.append(failure_batch(request, cfg, request["fetch_reason"], request.get("fetch_message", "")))
             continue
         offset = _none_if_nan(request["media_offset_s"]) if "media_offset_s" in request else None
+        data = request.get("media_bytes")
+        if data is not None and len(data):
+            # the segment's bytes came with the row (it may have been downloaded on another node)
+            suffix = os.path.splitext(str(request.get("media") or ""))[1] or ".media"
+            with tempfile.TemporaryDirectory(prefix="sc-decode-") as tmp:
+                local = os.path.join(tmp, "segment" + suffix)
+                with open(local, "wb") as f:
+                    f.write(bytes(data))
+                parts.append(decode_windows(request, cfg, media=local, offset_s=offset, ffmpeg=ffmpeg))
+            continue
         parts.append(decode_windows(request, cfg, media=request.get("media") or None, offset_s=offset, ffmpeg=ffmpeg))
     return concat_batches(parts)
 

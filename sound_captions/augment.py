@@ -1,0 +1,481 @@
+"""Augmentation: waveforms → more/other waveforms; spectrogram batches → perturbed batches.
+
+Two levels, both pure functions driven by an explicit seeded generator (the global NumPy and
+torch random states are never read or changed):
+
+- **Waveform level** (dataset build, where audio exists; shards hold only spectrograms):
+  ``augment_waveform`` (gain, white noise at a signal-to-noise ratio, time shift),
+  ``overlapping_windows`` (the study's "overlap": 1-s windows with a hop below 1 s) and
+  ``stitch_together`` (the study's "together": whole seconds of clips of different classes
+  concatenated, with per-second labels, so the model sees transitions between sounds).
+- **Batch level** (train loop, on model-ready tensors x (N, C, H, W) float32 with H = frequency
+  rows and W = time frames, y (N, L) float32 multi-hot): ``apply_batch_augment`` with
+  SpecAugment time/frequency masks, a circular time roll, mixup, and the "together" splice.
+
+Every operation is switched off by its zero (or ``None``) setting; a config whose operations are
+all off leaves the data unchanged. Configs serialise with ``to_dict``/``from_dict`` so a model
+bundle can record the augmentation it was trained with (``ModelBundle.training``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+
+from sound_captions.features import FeatureConfig
+
+Seconds = float
+Labels = tuple[str, ...]
+
+# -- waveform level -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WaveAugmentConfig:
+    """Waveform augmentation at dataset-build time.
+
+    Attributes:
+        copies: augmented copies made of each clip besides the original (0 disables the
+            waveform augmentation of ``augment_waveform``).
+        gain_db: range of a uniform random gain, in dB. Note: with per-window normalised
+            features (``FeatureConfig.normalize``) a gain alone changes nothing in the
+            spectrogram; it matters for un-normalised features only.
+        noise_snr_db: white Gaussian noise added at this signal-to-noise ratio, measured
+            against the RMS of the (gained) clip; ``None`` disables. Digital silence gets none.
+        max_shift_s: the clip is shifted by a uniform random whole number of samples in
+            [-max_shift_s, +max_shift_s]; 0 disables.
+        circular_shift: roll the samples around (True) or shift in zeros (False).
+        overlap_hop_s: hop of ``overlapping_windows`` (the study's "overlap"), e.g. 0.5;
+            ``None`` keeps the plain 1-s grid.
+    """
+
+    copies: int = 0
+    gain_db: tuple[float, float] = (-6.0, 6.0)
+    noise_snr_db: float | None = 20.0
+    max_shift_s: Seconds = 0.25
+    circular_shift: bool = False
+    overlap_hop_s: Seconds | None = None
+
+    def __post_init__(self) -> None:
+        if self.copies < 0:
+            raise ValueError(f"copies must be >= 0, got {self.copies}")
+        low, high = self.gain_db
+        if low > high:
+            raise ValueError(f"gain_db must be (low, high) with low <= high, got {self.gain_db}")
+        if self.max_shift_s < 0:
+            raise ValueError(f"max_shift_s must be >= 0, got {self.max_shift_s}")
+        if self.overlap_hop_s is not None and self.overlap_hop_s <= 0:
+            raise ValueError(f"overlap_hop_s must be > 0 or None, got {self.overlap_hop_s}")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["gain_db"] = list(self.gain_db)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> WaveAugmentConfig:
+        kwargs = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        if "gain_db" in kwargs:
+            kwargs["gain_db"] = tuple(float(v) for v in kwargs["gain_db"])
+        return cls(**kwargs)
+
+
+def _rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if samples.size else 0.0
+
+
+def add_noise(samples: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """Add white Gaussian noise so that RMS(signal) / RMS(noise) is ``snr_db`` exactly.
+
+    The drawn noise is rescaled to the target RMS, so the ratio holds for short clips too.
+    Digital silence (RMS 0) is returned unchanged: it has no level to measure against.
+    """
+    samples = np.asarray(samples, dtype=np.float32)
+    signal_rms = _rms(samples)
+    if signal_rms == 0.0:
+        return samples.copy()
+    noise = rng.standard_normal(samples.shape)
+    noise *= signal_rms / (10.0 ** (snr_db / 20.0)) / max(_rms(noise), 1e-12)
+    return (samples + noise).astype(np.float32)
+
+
+def shift_samples(samples: np.ndarray, shift: int, circular: bool) -> np.ndarray:
+    """Move the samples ``shift`` samples later (earlier if negative); same length."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if shift == 0 or samples.size == 0:
+        return samples.copy()
+    if circular:
+        return np.roll(samples, shift)
+    out = np.zeros_like(samples)
+    if abs(shift) >= samples.size:
+        return out
+    if shift > 0:
+        out[shift:] = samples[:-shift]
+    else:
+        out[:shift] = samples[-shift:]
+    return out
+
+
+def augment_waveform(
+    samples: np.ndarray,
+    sample_rate_hz: int,
+    cfg: WaveAugmentConfig,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """One augmented copy of a mono clip: gain, then time shift, then noise.
+
+    Args:
+        samples: (n_samples,) mono audio, float.
+        sample_rate_hz: its sample rate.
+        cfg: the settings; each step is skipped when switched off.
+        rng: the only source of randomness.
+
+    Returns:
+        (n_samples,) float32, the same length as the input (no clipping to [-1, 1]: the
+        features take a logarithm, not a fixed-point encoding).
+
+    Labels are unchanged. A shift of at most ``max_shift_s`` moves sounds relative to the 1-s
+    grid; keep it well below 0.5 s when the clip carries per-second (strong) labels.
+    """
+    out = np.asarray(samples, dtype=np.float32).reshape(-1).copy()
+    low, high = cfg.gain_db
+    if (low, high) != (0.0, 0.0):
+        out *= np.float32(10.0 ** (rng.uniform(low, high) / 20.0))
+    max_shift = int(round(cfg.max_shift_s * sample_rate_hz))
+    if max_shift > 0:
+        out = shift_samples(out, int(rng.integers(-max_shift, max_shift + 1)), cfg.circular_shift)
+    if cfg.noise_snr_db is not None:
+        out = add_noise(out, cfg.noise_snr_db, rng)
+    return out
+
+
+def overlapping_windows(
+    samples: np.ndarray, cfg_features: FeatureConfig, hop_s: Seconds
+) -> tuple[np.ndarray, np.ndarray]:
+    """The study's "overlap": 1-s windows every ``hop_s`` seconds instead of every second.
+
+    A window starting at sample ``k * hop_samples`` is kept when at least half of it holds
+    audio (it is zero-padded otherwise), the rule the 1-s grid follows (ARCHITECTURE.md): with
+    ``hop_s`` equal to the window length this gives exactly ``features.frame_windows``.
+
+    Args:
+        samples: (n_samples,) mono audio at ``cfg_features.sample_rate_hz``.
+        cfg_features: gives ``sample_rate_hz`` and ``window_samples``.
+        hop_s: hop between window starts, > 0 (rounded to whole samples).
+
+    Returns:
+        windows (n, window_samples) float32 and their start offsets in seconds (n,) float64
+        (computed from integer sample offsets).
+    """
+    hop_samples = int(round(hop_s * cfg_features.sample_rate_hz))
+    if hop_samples < 1:
+        raise ValueError(f"hop_s={hop_s} is shorter than one sample")
+    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+    width = cfg_features.window_samples
+    starts = np.arange(0, samples.size, hop_samples, dtype=np.int64)
+    starts = starts[(samples.size - starts) * 2 >= width]
+    windows = np.zeros((starts.size, width), dtype=np.float32)
+    for i, start in enumerate(starts):
+        chunk = samples[start : start + width]
+        windows[i, : chunk.size] = chunk
+    return windows, starts / float(cfg_features.sample_rate_hz)
+
+
+def window_labels(
+    per_second_labels: Sequence[Labels], start_offsets_s: np.ndarray, cfg_features: FeatureConfig
+) -> list[Labels]:
+    """Labels of overlapping windows from per-second labels: the union over the seconds a window
+    touches (a window over seconds 3 and 4 carries both seconds' labels). Labels are sorted."""
+    out: list[Labels] = []
+    sr, width = cfg_features.sample_rate_hz, cfg_features.window_samples
+    for offset in np.asarray(start_offsets_s, dtype=np.float64):
+        start = int(round(offset * sr))
+        first, last = start // width, (start + width - 1) // width
+        merged: set[str] = set()
+        for k in range(first, min(last, len(per_second_labels) - 1) + 1):
+            merged.update(per_second_labels[k])
+        out.append(tuple(sorted(merged)))
+    return out
+
+
+def _whole_seconds(samples: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+    """Samples padded/trimmed to whole seconds by the 1-s grid rule → (n_seconds, sample_rate_hz)."""
+    full, rest = divmod(samples.size, sample_rate_hz)
+    n = full + (1 if rest * 2 >= sample_rate_hz else 0)
+    padded = np.zeros(n * sample_rate_hz, dtype=np.float32)
+    padded[: min(samples.size, padded.size)] = samples[: padded.size]
+    return padded.reshape(n, sample_rate_hz)
+
+
+def _order_without_repeats(label_sets: list[frozenset], rng: np.random.Generator) -> list[int]:
+    """Indices ordered so that neighbours have different label sets (most-remaining-first)."""
+    groups: dict[frozenset, list[int]] = {}
+    for i, key in enumerate(label_sets):
+        groups.setdefault(key, []).append(i)
+    for members in groups.values():
+        rng.shuffle(members)
+    order: list[int] = []
+    previous: frozenset | None = None
+    while any(groups.values()):
+        choices = [k for k, v in groups.items() if v and k != previous]
+        if not choices:
+            raise ValueError(
+                "stitch_together: the clips cannot be ordered without two neighbours of the "
+                "same label set; give clips of more different classes"
+            )
+        most = max(len(groups[k]) for k in choices)
+        best = [k for k in choices if len(groups[k]) == most]
+        previous = best[int(rng.integers(len(best)))]
+        order.append(groups[previous].pop())
+    return order
+
+
+def stitch_together(
+    clips: Sequence[tuple[np.ndarray, Labels]],
+    seconds_each: int | tuple[int, int],
+    rng: np.random.Generator,
+    *,
+    sample_rate_hz: int = 16_000,
+) -> tuple[np.ndarray, list[Labels]]:
+    """The study's "together": a synthetic sequence of whole seconds from clips of different classes.
+
+    Every clip contributes one run of whole seconds (a random run of ``seconds_each`` seconds,
+    or of a random length in [low, high] for a tuple), taken on the clip's own 1-s grid; the
+    clips are put in a random order in which neighbours never share the same label set, so
+    every junction is a transition between different sounds.
+
+    Args:
+        clips: (samples (n,), clip labels) pairs, mono at ``sample_rate_hz``. A clip shorter
+            than its run gives all its seconds (1-s grid rule: a last part of >= 0.5 s is
+            zero-padded, shorter is dropped; a clip with no second is skipped).
+        seconds_each: whole seconds per clip (>= 1), or an inclusive (low, high) range.
+        rng: the only source of randomness.
+        sample_rate_hz: sample rate of all clips (= samples per second of the grid).
+
+    Returns:
+        samples (n_seconds * sample_rate_hz,) float32 and the labels of each second (a list of
+        n_seconds label tuples, sorted). Second *k* of the result is exactly one second of one
+        clip, so its labels are that clip's labels.
+
+    Raises:
+        ValueError: no usable clip, a bad ``seconds_each``, or clips that cannot be ordered
+            without two neighbours of the same label set.
+    """
+    low, high = (seconds_each, seconds_each) if isinstance(seconds_each, int) else seconds_each
+    if not 1 <= low <= high:
+        raise ValueError(f"seconds_each must be >= 1 (or a (low, high) range), got {seconds_each}")
+    usable = [
+        (
+            _whole_seconds(np.asarray(s, dtype=np.float32).reshape(-1), sample_rate_hz),
+            tuple(sorted(lab)),
+        )
+        for s, lab in clips
+    ]
+    usable = [(sec, lab) for sec, lab in usable if sec.shape[0] > 0]
+    if not usable:
+        raise ValueError("stitch_together: no clip has a whole second of audio")
+    order = _order_without_repeats([frozenset(lab) for _, lab in usable], rng)
+    parts: list[np.ndarray] = []
+    labels: list[Labels] = []
+    for i in order:
+        seconds, clip_labels = usable[i]
+        run = min(int(rng.integers(low, high + 1)), seconds.shape[0])
+        first = int(rng.integers(0, seconds.shape[0] - run + 1))
+        parts.append(seconds[first : first + run].reshape(-1))
+        labels.extend([clip_labels] * run)
+    return np.concatenate(parts), labels
+
+
+# -- batch level --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchAugmentConfig:
+    """Batch augmentation in the train loop; every count, width or probability 0 disables its step.
+
+    Attributes:
+        spec_time_masks: SpecAugment time masks per example.
+        spec_time_width: maximum width of a time mask, in frames (the width is uniform in
+            [0, spec_time_width], as in the SpecAugment paper).
+        spec_freq_masks: SpecAugment frequency masks per example.
+        spec_freq_width: maximum height of a frequency mask, in rows.
+        mixup_alpha: mixup with lambda ~ Beta(alpha, alpha) per example; 0 disables.
+        time_shift_frames: circular roll along time by a uniform whole number of frames in
+            [-time_shift_frames, +time_shift_frames].
+        together_prob: fraction of examples spliced with a partner of another label set
+            (the study's "together" approach, inside the batch).
+    """
+
+    spec_time_masks: int = 0
+    spec_time_width: int = 16
+    spec_freq_masks: int = 0
+    spec_freq_width: int = 16
+    mixup_alpha: float = 0.0
+    time_shift_frames: int = 0
+    together_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "spec_time_masks",
+            "spec_time_width",
+            "spec_freq_masks",
+            "spec_freq_width",
+            "time_shift_frames",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.mixup_alpha < 0:
+            raise ValueError(f"mixup_alpha must be >= 0, got {self.mixup_alpha}")
+        if not 0.0 <= self.together_prob <= 1.0:
+            raise ValueError(f"together_prob must be in [0, 1], got {self.together_prob}")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any step changes a batch."""
+        return bool(
+            (self.spec_time_masks and self.spec_time_width)
+            or (self.spec_freq_masks and self.spec_freq_width)
+            or self.mixup_alpha > 0
+            or self.time_shift_frames
+            or self.together_prob > 0
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BatchAugmentConfig:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+def _uniform(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    return torch.rand(shape, generator=generator, device=generator.device)
+
+
+def _randint(high: int, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """Uniform integers in [0, high) (high >= 1) on the generator's device."""
+    return torch.randint(0, high, shape, generator=generator, device=generator.device)
+
+
+def roll_time(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Roll each example of (N, C, H, W) along W (time) by ``shifts`` (N,) frames, circularly."""
+    n, c, h, w = x.shape
+    index = (torch.arange(w, device=x.device)[None, :] - shifts.to(x.device)[:, None]) % w
+    return torch.gather(x, 3, index[:, None, None, :].expand(n, c, h, w))
+
+
+def _band_masks(
+    n: int, size: int, n_masks: int, max_width: int, generator: torch.Generator
+) -> torch.Tensor:
+    """(n, size) bool: per example, ``n_masks`` bands of uniform width in [0, max_width]."""
+    max_width = min(max_width, size)
+    widths = _randint(max_width + 1, (n, n_masks), generator)
+    starts = (_uniform((n, n_masks), generator) * (size - widths + 1)).long()
+    pos = torch.arange(size, device=generator.device)[None, None, :]
+    inside = (pos >= starts[..., None]) & (pos < (starts + widths)[..., None])
+    return inside.any(dim=1)
+
+
+def spec_augment(
+    x: torch.Tensor, cfg: BatchAugmentConfig, generator: torch.Generator
+) -> torch.Tensor:
+    """SpecAugment masks on (N, C, H, W): masked rows/columns get the example's mean value."""
+    n, _, h, w = x.shape
+    fill = x.mean(dim=(1, 2, 3), keepdim=True)
+    masked = torch.zeros((n, 1, h, w), dtype=torch.bool, device=x.device)
+    if cfg.spec_time_masks and cfg.spec_time_width:
+        cols = _band_masks(n, w, cfg.spec_time_masks, cfg.spec_time_width, generator).to(x.device)
+        masked |= cols[:, None, None, :]
+    if cfg.spec_freq_masks and cfg.spec_freq_width:
+        rows = _band_masks(n, h, cfg.spec_freq_masks, cfg.spec_freq_width, generator).to(x.device)
+        masked |= rows[:, None, :, None]
+    return torch.where(masked, fill, x)
+
+
+def _beta(alpha: float, n: int, generator: torch.Generator) -> torch.Tensor:
+    """n draws of Beta(alpha, alpha). torch's Beta takes no generator, so a NumPy generator
+    seeded from ``generator`` draws them (still no global state involved)."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item())
+    return torch.from_numpy(np.random.default_rng(seed).beta(alpha, alpha, size=n))
+
+
+def mixup(
+    x: torch.Tensor, y: torch.Tensor, alpha: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mix every example with a random partner of the batch.
+
+    x_i ← λ_i·x_i + (1 − λ_i)·x_p(i) with λ_i ~ Beta(α, α); labels y_i ← max(y_i, y_p(i)).
+
+    Labels are combined with max (the multi-label union), not λ-weighted: in a 1-s window that
+    holds both sounds, both are present, which is what the per-second labels state. The cost:
+    with a λ near 1 the partner is faint yet labelled active; small α (e.g. 0.2–0.4) puts most
+    λ near 0 or 1, where one example dominates — then the partner's label is the soft part,
+    which the union does not weaken. Pick α accordingly, or leave mixup off.
+    """
+    n = x.shape[0]
+    partner = torch.randperm(n, generator=generator, device=generator.device).to(x.device)
+    lam = _beta(alpha, n, generator).to(device=x.device, dtype=x.dtype).view(n, 1, 1, 1)
+    return lam * x + (1.0 - lam) * x[partner], torch.maximum(y, y[partner])
+
+
+def splice_together(
+    x: torch.Tensor, y: torch.Tensor, prob: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The "together" approach inside a batch: for each example, with probability ``prob``,
+    keep its first k time frames (k uniform in [1, W-1]) and take the rest from a random
+    partner with a different label set. Labels become the union: the 1-s window now holds
+    both sounds, as a per-second label of a real transition would say. Examples whose label
+    set no other example differs from are left alone.
+    """
+    n, _, _, w = x.shape
+    if n < 2 or w < 2:
+        return x, y
+    chosen = (_uniform((n,), generator) < prob).to(x.device)
+    cut = (1 + _randint(w - 1, (n,), generator)).to(x.device)
+    scores = _uniform((n, n), generator).to(x.device)
+    differs = (y[:, None, :] != y[None, :, :]).any(dim=-1)
+    partner = torch.where(differs, scores, torch.full_like(scores, -1.0)).argmax(dim=1)
+    chosen &= differs.any(dim=1)
+    frames = torch.arange(w, device=x.device)[None, :]
+    take_partner = chosen[:, None] & (frames >= cut[:, None])  # (n, w)
+    x_out = torch.where(take_partner[:, None, None, :], x[partner], x)
+    y_out = torch.where(chosen[:, None], torch.maximum(y, y[partner]), y)
+    return x_out, y_out
+
+
+def apply_batch_augment(
+    x: torch.Tensor, y: torch.Tensor, cfg: BatchAugmentConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augment a training batch: time roll → "together" splice → mixup → SpecAugment masks.
+
+    Args:
+        x: (N, C, H, W) spectrograms (H = frequency rows, W = time frames), float.
+        y: (N, L) multi-hot labels, float.
+        cfg: which steps run; a disabled config returns ``x`` and ``y`` themselves.
+        generator: the only source of randomness (CPU or the batch's device); the inputs are
+            never modified in place.
+
+    Returns:
+        (x, y) of the same shapes, dtypes and device.
+    """
+    if x.ndim != 4 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"expected x (N, C, H, W) and y (N, L), got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    if not cfg.enabled or x.shape[0] == 0:
+        return x, y
+    if cfg.time_shift_frames:
+        k = cfg.time_shift_frames
+        x = roll_time(x, _randint(2 * k + 1, (x.shape[0],), generator) - k)
+    if cfg.together_prob > 0:
+        x, y = splice_together(x, y, cfg.together_prob, generator)
+    if cfg.mixup_alpha > 0:
+        x, y = mixup(x, y, cfg.mixup_alpha, generator)
+    if (cfg.spec_time_masks and cfg.spec_time_width) or (
+        cfg.spec_freq_masks and cfg.spec_freq_width
+    ):
+        x = spec_augment(x, cfg, generator)
+    return x, y

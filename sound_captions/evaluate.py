@@ -1,0 +1,533 @@
+"""Model bundle + dataset shards → evaluation report (JSON) and plots (PNG).
+
+``score_dataset`` runs the bundle's model over the 1-s windows of one split of a dataset and
+returns the reference roll and the scores; ``evaluate`` turns them into the report:
+
+- per-second (1-s segment) precision, recall, F1 and error rate per label, micro ("overall")
+  and macro, as sed_eval's ``SegmentBasedMetrics`` defines them (``metrics.segment_metrics``),
+  with a label active when its score reaches the bundle's threshold (``score >= threshold``);
+- average precision per label and mAP (labels without positives have no AP and are skipped);
+- the label-confusion counts: for true label a and predicted label b, the windows where a is
+  in the reference and b fires;
+- and, given ``out_dir``, ``report.json`` and the plots ``training_curves.png``,
+  ``pr_curves.png``, ``f1_per_label.png``, ``label_confusion.png``.
+
+Label mapping: the report is in the bundle's label order. A dataset label the bundle does not
+know is ignored; a bundle label missing from the dataset's vocabulary has no reference activity
+(all false: its AP is NaN, each of its detections counts as an insertion); such labels are listed
+under ``labels_missing_from_dataset`` because the data was never annotated for them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from sound_captions import __version__, storage
+from sound_captions.bundle import ModelBundle, load_bundle
+from sound_captions.dataset import shards
+from sound_captions.features import to_model_input
+from sound_captions.metrics import average_precision, mean_average_precision, segment_metrics
+
+REPORT_FORMAT = "sound-captions/evaluation/1"
+REPORT_NAME = "report.json"
+PLOT_NAMES = ("training_curves", "pr_curves", "f1_per_label", "label_confusion")
+META_COLUMNS = ("clip_id", "source", "second", "start_s", "split")
+
+MAX_PR_CURVES = 10  # labels drawn in pr_curves.png (most reference windows first)
+MAX_BAR_LABELS = 40  # labels drawn in f1_per_label.png
+MAX_CONFUSION_LABELS = 25  # labels in label_confusion.png and the report's matrix
+
+
+class NoEvaluationDataError(ValueError):
+    """The dataset has no window in the requested split."""
+
+
+def _multi_hot(label_lists: Sequence, labels: Sequence[str]) -> np.ndarray:
+    """Rows of label mids → (n, L) bool in ``labels`` order (mids not in ``labels`` ignored)."""
+    index = {mid: j for j, mid in enumerate(labels)}
+    out = np.zeros((len(label_lists), len(labels)), dtype=bool)
+    for row, mids in enumerate(label_lists):
+        for mid in mids or ():
+            j = index.get(mid)
+            if j is not None:
+                out[row, j] = True
+    return out
+
+
+def score_dataset(
+    bundle: ModelBundle,
+    data_uri: str,
+    split: str | None = "test",
+    batch_size: int = 128,
+    *,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, np.ndarray, pa.Table]:
+    """Scores of the bundle's model for every window of one split of a dataset.
+
+    Args:
+        bundle: the model.
+        data_uri: dataset root (local or s3://) holding ``dataset.json`` and the shards it lists.
+        split: rows whose ``split`` column equals this; ``None`` takes every row.
+        batch_size: windows per forward pass.
+        device: where the model runs.
+
+    Returns:
+        ``y_true`` (n, L) bool and ``scores`` (n, L) float32 sigmoid probabilities, both in
+        ``bundle.labels`` order, and the rows' metadata: a table with columns ``clip_id``,
+        ``source``, ``second``, ``start_s``, ``split`` (n rows, the same order).
+
+    Raises:
+        shards.NotADatasetError: no ``dataset.json`` at ``data_uri``.
+        FeatureConfigMismatchError: the dataset (or one of its shards) was made with other
+            features than the bundle's model.
+        NoEvaluationDataError: no window of ``split``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    info = shards.load_dataset_info(data_uri)
+    bundle.feature_config.check(info.feature_config.hash, f"dataset {data_uri}")
+    model = bundle.build_model().to(device)
+    y_parts, score_parts, meta_parts = [], [], []
+    for uri in shards.shard_uris(data_uri, info):
+        table = shards.read_table(uri)
+        if split is not None:
+            table = table.filter(pc.equal(table.column("split"), split))
+        if table.num_rows == 0:
+            continue
+        for shard_hash in pc.unique(table.column("feature_hash")).to_pylist():
+            bundle.feature_config.check(shard_hash, f"shard {uri}")
+        spec = shards.spectrograms(table)
+        with torch.no_grad():
+            for start in range(0, spec.shape[0], batch_size):
+                # astype copies the read-only Arrow-backed view into a writable float32 array
+                x = to_model_input(spec[start : start + batch_size].astype(np.float32)).to(device)
+                score_parts.append(torch.sigmoid(model(x).float()).cpu().numpy())
+        y_parts.append(_multi_hot(table.column("labels").to_pylist(), bundle.labels))
+        meta_parts.append(table.select(list(META_COLUMNS)))
+    if not score_parts:
+        which = "any split" if split is None else f"split {split!r}"
+        raise NoEvaluationDataError(f"{data_uri}: no windows of {which}")
+    return (
+        np.concatenate(y_parts),
+        np.concatenate(score_parts).astype(np.float32),
+        pa.concat_tables(meta_parts),
+    )
+
+
+def label_confusion(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, np.ndarray]:
+    """Co-occurrence counts of reference and system labels over windows.
+
+    Returns:
+        ``matrix`` (L, L) int64: [a, b] = windows where a is in the reference and b fires
+        (the diagonal holds the true positives; with multi-label windows the off-diagonal
+        also counts labels that truly co-occur); ``false_alarms`` (L, L): the same, counting
+        only windows where b is not in the reference (which true sounds b's false alarms
+        fire on; zero diagonal); ``none_predicted`` (L,): windows where a is in the reference
+        and no label fires; ``no_reference`` (L,): windows with an empty reference where b
+        fires.
+    """
+    t = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(y_pred, dtype=np.int64)
+    silent = p.sum(axis=1) == 0
+    empty = t.sum(axis=1) == 0
+    return {
+        "matrix": t.T @ p,
+        "false_alarms": t.T @ (p * (1 - t)),
+        "none_predicted": t[silent].sum(axis=0),
+        "no_reference": p[empty].sum(axis=0),
+    }
+
+
+def _json_safe(value):
+    """NaN/inf → None, numpy scalars/arrays → Python, recursively (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def evaluate(
+    bundle: ModelBundle | str,
+    data_uri: str,
+    *,
+    split: str | None = "test",
+    out_dir: str | None = None,
+    batch_size: int = 128,
+    device: str | torch.device = "cpu",
+) -> dict:
+    """Evaluate a model bundle on one split of a dataset; optionally write the report and plots.
+
+    Args:
+        bundle: a ``ModelBundle`` or the URI of one.
+        data_uri: dataset root (see ``score_dataset``).
+        split: the split evaluated (``None``: all rows).
+        out_dir: if given (local or s3://), ``report.json`` and the four PNG plots go there.
+        batch_size, device: see ``score_dataset``.
+
+    Returns:
+        The report (Python floats; NaN where sed_eval's conventions give NaN — ``report.json``
+        writes those as ``null``): ``summary`` (micro/macro F1 and ER, mAP), ``segment`` (the
+        full ``segment_metrics`` result keyed by label mid), ``average_precision`` (mid → AP),
+        ``map``, ``thresholds``, ``label_confusion``, ``model``/``data`` (URIs and digests),
+        ``n_windows``, and with ``out_dir`` also ``plots`` (name → URI) and ``report_uri``.
+    """
+    bundle_uri = bundle if isinstance(bundle, str) else None
+    if isinstance(bundle, str):
+        bundle = load_bundle(bundle)
+    y_true, scores, _ = score_dataset(bundle, data_uri, split, batch_size, device=device)
+    labels = list(bundle.labels)
+    thresholds = {mid: float(bundle.thresholds.get(mid, 0.5)) for mid in labels}
+    y_pred = scores >= np.array([thresholds[mid] for mid in labels], dtype=np.float32)
+    segment = segment_metrics(y_true, y_pred, labels)
+    ap = average_precision(y_true, scores)
+    mean_ap = mean_average_precision(y_true, scores)
+    vocabulary = shards.load_dataset_info(data_uri).vocabulary
+    confusion = label_confusion(y_true, y_pred)
+    shown = _labels_by_support(segment, labels, MAX_CONFUSION_LABELS)
+    idx = [labels.index(mid) for mid in shown]
+    report = {
+        "format": REPORT_FORMAT,
+        "tool_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": {
+            "uri": bundle_uri,
+            "digest": bundle.digest(),
+            "architecture": bundle.architecture,
+            "training_dataset_digest": bundle.dataset_digest,
+            "feature_hash": bundle.feature_hash,
+        },
+        "data": {"uri": data_uri, "digest": shards.dataset_digest(data_uri), "split": split},
+        "n_windows": int(y_true.shape[0]),
+        "labels": labels,
+        "label_names": {mid: bundle.label_names.get(mid, mid) for mid in labels},
+        "labels_missing_from_dataset": [mid for mid in labels if mid not in vocabulary],
+        "thresholds": thresholds,
+        "summary": {
+            "micro_f1": segment["overall"]["f_measure"],
+            "micro_error_rate": segment["overall"]["error_rate"],
+            "macro_f1": segment["macro"]["f_measure"],
+            "macro_present_f1": segment["macro_present"]["f_measure"],
+            "map": mean_ap,
+        },
+        "segment": segment,
+        "average_precision": {mid: float(ap[j]) for j, mid in enumerate(labels)},
+        "map": mean_ap,
+        "label_confusion": {
+            "labels": shown,
+            "matrix": confusion["matrix"][np.ix_(idx, idx)].tolist(),
+            "false_alarms": confusion["false_alarms"][np.ix_(idx, idx)].tolist(),
+            "none_predicted": confusion["none_predicted"][idx].tolist(),
+            "no_reference": confusion["no_reference"][idx].tolist(),
+        },
+    }
+    if out_dir is not None:
+        report["plots"] = write_plots(report, bundle, y_true, scores, out_dir)
+        report["report_uri"] = storage.join(out_dir, REPORT_NAME)
+        storage.write_text(
+            report["report_uri"], json.dumps(_json_safe(report), indent=2, allow_nan=False)
+        )
+    return report
+
+
+# -- plots --------------------------------------------------------------------------------------
+
+
+def _labels_by_support(segment: dict, labels: Sequence[str], limit: int) -> list[str]:
+    """Up to ``limit`` labels, most reference windows first (then most detections), stable."""
+    cw = segment["class_wise"]
+    ranked = sorted(labels, key=lambda m: (-cw[m]["n_ref"], -cw[m]["n_sys"]))
+    return ranked[:limit]
+
+
+def _short(name: str, width: int = 28) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def _new_figure(width_in: float, height_in: float):
+    """A matplotlib Figure drawn by the Agg canvas (no pyplot, no global backend switch)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save_png(fig, uri: str) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    storage.write_bytes(uri, buffer.getvalue())
+    return uri
+
+
+def _pr_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall at every distinct score (descending), predicting ``score >= s``.
+
+    Unlike sklearn's curve this one goes on past full recall down to the lowest score, so
+    every threshold (the bundle's included) lies on it.
+    """
+    order = np.argsort(-scores, kind="mergesort")
+    s, hits = scores[order], y_true[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
+    tps = np.cumsum(hits)[last]
+    precision = tps / (last + 1)
+    recall = tps / max(int(hits.sum()), 1)
+    return np.r_[precision[0], precision], np.r_[0.0, recall]
+
+
+def plot_training_curves(bundle: ModelBundle, uri: str) -> str:
+    history = [h for h in bundle.metrics.get("history", []) or [] if "epoch" in h]
+    fig = _new_figure(10, 4)
+    loss_ax, map_ax = fig.subplots(1, 2)
+    if not history:
+        for ax in (loss_ax, map_ax):
+            ax.set_axis_off()
+        fig.suptitle("Training curves")
+        fig.text(
+            0.5,
+            0.5,
+            "no training history recorded in this model bundle",
+            ha="center",
+            va="center",
+            fontsize=13,
+        )
+        return _save_png(fig, uri)
+    epochs = [int(h["epoch"]) for h in history]
+    losses = [float(h.get("train_loss", float("nan"))) for h in history]
+    maps = [
+        float(h["valid_map"]) if h.get("valid_map") is not None else float("nan") for h in history
+    ]
+    loss_ax.plot(epochs, losses, marker="o", color="tab:blue")
+    loss_ax.set(title="Training loss", xlabel="epoch", ylabel="loss (BCE)")
+    map_ax.plot(epochs, maps, marker="o", color="tab:green")
+    map_ax.set(title="Validation mAP", xlabel="epoch", ylabel="mAP", ylim=(0, 1.02))
+    best = bundle.metrics.get("best_epoch")
+    if best is not None and int(best) in epochs:
+        k = epochs.index(int(best))
+        map_ax.plot(
+            [epochs[k]],
+            [maps[k]],
+            marker="*",
+            markersize=16,
+            color="tab:red",
+            linestyle="none",
+            label=f"best (epoch {best})",
+        )
+        map_ax.legend(loc="lower right")
+    for ax in (loss_ax, map_ax):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle(f"Training curves — {bundle.architecture}")
+    return _save_png(fig, uri)
+
+
+def plot_pr_curves(report: dict, y_true: np.ndarray, scores: np.ndarray, uri: str) -> str:
+    labels, names = report["labels"], report["label_names"]
+    with_positives = [
+        m
+        for m in _labels_by_support(report["segment"], labels, len(labels))
+        if report["segment"]["class_wise"][m]["n_ref"] > 0
+    ]
+    shown = with_positives[:MAX_PR_CURVES]
+    fig = _new_figure(11, 6.5)
+    ax = fig.subplots()
+    colours = [f"C{k}" for k in range(10)]
+    for k, mid in enumerate(shown):
+        j = labels.index(mid)
+        precision, recall = _pr_curve(y_true[:, j], scores[:, j].astype(np.float64))
+        colour = colours[k % 10]
+        ax.step(
+            recall,
+            precision,
+            where="post",
+            color=colour,
+            label=f"{_short(names[mid])} (AP {report['average_precision'][mid]:.2f})",
+        )
+        fires = scores[:, j] >= report["thresholds"][mid]
+        if fires.any():
+            p = float(y_true[fires, j].mean())
+            r = float(y_true[fires, j].sum() / y_true[:, j].sum())
+            ax.plot([r], [p], marker="o", markersize=7, color=colour, markeredgecolor="black")
+    if y_true.any():
+        precision, recall = _pr_curve(y_true.ravel(), scores.ravel().astype(np.float64))
+        micro_ap = average_precision(y_true.ravel(), scores.ravel())
+        ax.step(
+            recall,
+            precision,
+            where="post",
+            color="black",
+            linestyle="--",
+            linewidth=2,
+            label=f"all labels pooled (AP {micro_ap:.2f})",
+        )
+    else:
+        ax.text(
+            0.5,
+            0.5,
+            "no positive windows in this split",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.01), ylim=(0, 1.02))
+    subset = (
+        f"{len(shown)} of {len(labels)} labels, most frequent"
+        if len(shown) < len(labels)
+        else f"{len(labels)} labels"
+    )
+    ax.set_title(
+        f"Precision–recall per 1-s window ({subset}, mAP {report['map']:.2f})\ndots: the bundle's thresholds"
+    )
+    ax.grid(alpha=0.3)
+    if shown or y_true.any():
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+    return _save_png(fig, uri)
+
+
+def plot_f1_per_label(report: dict, uri: str) -> str:
+    labels, names, cw = report["labels"], report["label_names"], report["segment"]["class_wise"]
+    active = [m for m in labels if cw[m]["n_ref"] > 0 or cw[m]["n_sys"] > 0]
+    shown = _labels_by_support(report["segment"], active, MAX_BAR_LABELS)
+
+    def f1(mid: str) -> float:
+        value = cw[mid]["f_measure"]
+        return 0.0 if value != value else value  # NaN (never predicted / never present) → 0
+
+    shown.sort(key=lambda m: (-f1(m), m))
+    fig = _new_figure(9, max(4.0, 1.4 + 0.32 * len(shown)))
+    ax = fig.subplots()
+    if not shown:
+        ax.set_axis_off()
+        ax.text(
+            0.5, 0.5, "no label is present or predicted in this split", ha="center", va="center"
+        )
+    else:
+        ypos = np.arange(len(shown))
+        ax.barh(ypos, [f1(m) for m in shown], color="tab:blue")
+        ax.set_yticks(ypos, [_short(names[m], 36) for m in shown])
+        ax.invert_yaxis()
+        for y, mid in zip(ypos, shown, strict=True):
+            c = cw[mid]
+            if c["n_sys"] == 0:
+                note = f"never predicted (n={c['n_ref']})"
+            elif c["n_ref"] == 0:
+                note = f"not in reference ({c['n_sys']} false alarms)"
+            else:
+                note = f"{f1(mid):.2f} (n={c['n_ref']})"
+            ax.text(min(f1(mid), 1.0) + 0.01, y, note, va="center", fontsize=8)
+        ax.set_xlim(0, 1.35)
+        ax.set_xticks(np.linspace(0, 1, 6))
+        ax.grid(axis="x", alpha=0.3)
+    micro = report["summary"]["micro_f1"]
+    ax.set_xlabel("segment-based F1 (1-s windows)")
+    subset = "" if len(shown) == len(active) else f", {len(shown)} of {len(active)} labels"
+    ax.set_title(f"F1 per label at the bundle's thresholds (micro F1 {micro:.2f}{subset})")
+    return _save_png(fig, uri)
+
+
+def _log_count_ticks(peak: int) -> list[int]:
+    steps = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 100000, 1000000]
+    return [v for v in steps if v <= max(peak, 1)]
+
+
+def _draw_counts(
+    ax, matrix: np.ndarray, rows: list[str], cols: list[str], title: str, annotate: bool
+):
+    image = ax.imshow(np.log1p(matrix), cmap="Blues", aspect="equal", vmin=0.0)
+    ax.set_xticks(np.arange(len(cols)), cols, rotation=90)
+    ax.set_yticks(np.arange(len(rows)), rows)
+    ax.set_xlabel("predicted label (fires)")
+    ax.set_title(title)
+    if annotate:
+        peak = max(float(np.log1p(matrix).max()), 1e-9)
+        for (r, c), count in np.ndenumerate(matrix):
+            if count:
+                dark = np.log1p(count) > 0.6 * peak
+                ax.text(
+                    c,
+                    r,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if dark else "black",
+                )
+    return image
+
+
+def plot_label_confusion(report: dict, uri: str) -> str:
+    """Two panels: all detections per true label, and only the false alarms per true label."""
+    conf = report["label_confusion"]
+    shown, names = conf["labels"], report["label_names"]
+    n = len(shown)
+    everything = np.zeros((n + 1, n + 1), dtype=np.int64)
+    everything[:n, :n] = np.asarray(conf["matrix"], dtype=np.int64).reshape(n, n)
+    everything[:n, n] = conf["none_predicted"]
+    everything[n, :n] = conf["no_reference"]
+    false_alarms = np.zeros((n + 1, n), dtype=np.int64)
+    false_alarms[:n, :] = np.asarray(conf["false_alarms"], dtype=np.int64).reshape(n, n)
+    false_alarms[n, :] = conf["no_reference"]
+    rows = [_short(names[m]) for m in shown] + ["(no reference label)"]
+    cols = [_short(names[m]) for m in shown]
+    panel_in = max(3.2, 0.4 * (n + 1))
+    fig = _new_figure(2.4 + 2 * panel_in + 1.8, panel_in + 4.6)
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [n + 1, max(n, 1)]})
+    annotate = n <= 20
+    _draw_counts(
+        left, everything, rows, [*cols, "(nothing predicted)"], "every detection", annotate
+    )
+    left.set_ylabel("true label (in reference)")
+    image = _draw_counts(
+        right,
+        false_alarms,
+        rows,
+        cols,
+        "false alarms only\n(predicted label not in reference)",
+        annotate,
+    )
+    right.set_yticks(np.arange(n + 1), [""] * (n + 1))
+    ceiling = max(float(np.log1p(everything.max())), 1e-9)
+    for ax in (left, right):
+        ax.images[0].set_clim(0.0, ceiling)
+    colorbar = fig.colorbar(image, ax=[left, right], shrink=0.6)
+    colorbar.set_label("windows (log scale)")
+    ticks = _log_count_ticks(int(everything.max()))
+    colorbar.set_ticks(np.log1p(ticks), labels=[str(v) for v in ticks])
+    subset = (
+        ""
+        if n == len(report["labels"])
+        else f", {n} most frequent of {len(report['labels'])} labels"
+    )
+    fig.suptitle(
+        f"Label confusion per 1-s window{subset}\nrow: label in the reference; column: label the model fires"
+    )
+    return _save_png(fig, uri)
+
+
+def write_plots(
+    report: dict, bundle: ModelBundle, y_true: np.ndarray, scores: np.ndarray, out_dir: str
+) -> dict[str, str]:
+    """Write the four PNG plots to ``out_dir``; returns plot name → URI."""
+    uri = {name: storage.join(out_dir, f"{name}.png") for name in PLOT_NAMES}
+    return {
+        "training_curves": plot_training_curves(bundle, uri["training_curves"]),
+        "pr_curves": plot_pr_curves(report, y_true, scores, uri["pr_curves"]),
+        "f1_per_label": plot_f1_per_label(report, uri["f1_per_label"]),
+        "label_confusion": plot_label_confusion(report, uri["label_confusion"]),
+    }
