@@ -505,3 +505,23 @@ def test_scheduler_fails_visibly_on_api_errors(fake_kube, tmp_path):
     result = _run_scheduler(url, wrong, tmp_path)
     assert result.returncode == 1
     assert "HTTP 401" in result.stderr
+
+
+def test_rayjob_clusters_can_hold_what_their_job_asks_for():
+    """A job asking for more GPUs than its cluster can ever have would wait forever."""
+    configmaps = {d["metadata"]["name"]: d for _, d in _of_kind("ConfigMap")}
+    for origin, job in _of_kind("RayJob"):
+        name, key = re.fullmatch(
+            r"python /app/jobs/(\w+)\.py --config /config/([\w.-]+)", job["spec"]["entrypoint"]
+        ).groups()
+        config = yaml.safe_load(configmaps["sound-captions-job-configs"]["data"][key])
+        wanted = {
+            "train": config.get("workers", 1) * config.get("gpus_per_worker", 0),
+            "caption": config.get("inference_actors", 1) * config.get("gpus_per_actor", 0),
+            "nightly_caption": config.get("inference_actors", 1) * config.get("gpus_per_actor", 0),
+        }.get(name, 0)
+        groups = job["spec"]["rayClusterSpec"].get("workerGroupSpecs", [])
+        most = sum(g["maxReplicas"] * int(g["rayStartParams"].get("num-gpus", "0")) for g in groups)
+        assert wanted <= most, f"{origin}: {name} wants {wanted} GPUs, the cluster can have {most}"
+        for g in groups:
+            assert g["minReplicas"] <= g["replicas"] <= g["maxReplicas"], (origin, g["groupName"])
