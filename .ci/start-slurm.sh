@@ -29,7 +29,14 @@ RUN_DIR=/run/slurm
 log() { printf '[start-slurm] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-[[ $(id -u) -eq 0 ]] || die "must run as root (installs packages and starts daemons)"
+if [[ $(id -u) -ne 0 ]]; then
+    # Without root we cannot install or start anything, but a Slurm that is already up will do.
+    if command -v sinfo >/dev/null && timeout 10 sinfo --noheader --format=%t 2>/dev/null | grep -q '^idle'; then
+        log "not root, but Slurm is up; leaving it as it is"
+        exit 0
+    fi
+    die "must run as root (installs packages and starts daemons)"
+fi
 
 daemon_pid() {
     # PID from the daemon's pid file when that process is alive, else nothing.
