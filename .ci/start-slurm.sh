@@ -120,8 +120,9 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
-# Quick turnaround for tests: scancel sends SIGTERM, then SIGKILL after KillWait seconds.
-KillWait=10
+# scancel sends SIGTERM, then SIGKILL after KillWait seconds: time for ray-cluster.sbatch to
+# stop Ray cleanly (Slurm's default).
+KillWait=30
 MinJobAge=300
 SlurmdTimeout=60
 InactiveLimit=0

@@ -153,7 +153,10 @@ def test_scancel_stops_ray_and_the_driver(demo_inputs, tmp_path):
     assert _no_leftovers(job_id, f"jobs/build_dataset.py --config {config}") == [], log.read_text()[
         -3000:
     ]
-    assert "SIGTERM" in log.read_text()
+    text = log.read_text()
+    assert "SIGTERM" in text and "exit status 143" in text, text[-3000:]
+    # The batch script's own cleanup ran to its end within KillWait.
+    assert not Path(f"/tmp/ray-{job_id}").exists()
 
 
 def test_nightly_run_schedules_the_next_night_even_when_it_fails(tmp_path):
