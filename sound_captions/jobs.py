@@ -54,10 +54,26 @@ def _option(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
+def _negative_flags(words: list[str]) -> dict[str, str]:
+    """Option name → its ``--no-x`` form, for the boolean ``--x/--no-x`` options of a command."""
+    from sound_captions.cli import main as cli
+
+    command = cli
+    for word in words:
+        command = command.commands[word]
+    out = {}
+    for param in command.params:
+        secondary = getattr(param, "secondary_opts", None)
+        if secondary:
+            out[param.name] = secondary[0]
+    return out
+
+
 def config_to_args(job: str, config: dict) -> list[str]:
     """The CLI argument list equivalent to a job config."""
     if job not in JOBS:
         raise JobConfigError(f"unknown job {job!r}; jobs: {', '.join(JOBS)}")
+    negatives = _negative_flags(JOBS[job])
     args: list[str] = []
     for key in GLOBAL_KEYS:  # options of the top-level group come before the command
         value = config.get(key)
@@ -75,6 +91,8 @@ def config_to_args(job: str, config: dict) -> list[str]:
         elif isinstance(value, bool):
             if value:
                 args.append(_option(key))
+            elif key in negatives:  # `in_memory: false` → --streaming (the off form of an on/off option)
+                args.append(negatives[key])
         elif isinstance(value, list):
             for item in value:
                 args += [_option(key), str(item)]

@@ -23,6 +23,8 @@ def test_keys_become_options_flags_and_positionals():
     assert config_to_args("build_dataset", {"manifest": ["x.csv", "y.csv"], "overwrite": False}) == [
         "dataset", "build", "--manifest", "x.csv", "--manifest", "y.csv"
     ]
+    # false turns an on/off option off (--in-memory/--streaming), and is simply left out for a plain flag
+    assert config_to_args("train", {"in_memory": False, "data": "d"}) == ["train", "--streaming", "--data", "d"]
     with pytest.raises(JobConfigError):
         config_to_args("nope", {})
 
