@@ -102,13 +102,19 @@ def _strip_scheme(uri: str) -> str:
 
 
 def read_split(root: str, info: shards.DatasetInfo, split: str, *, in_memory: bool):
-    """A Ray dataset of ``{"x", "y"}`` batches for one split of a dataset."""
+    """A Ray dataset of ``{"x", "y"}`` batches for one split of a dataset.
+
+    Rows come in shard order (``preserve_order`` on this dataset's own context, not the
+    process-wide one), so that a seeded run sees the same batches every time; the train loop
+    shuffles locally with a seeded buffer.
+    """
     import ray
 
     fs = arrow_filesystem(root)
     paths = [_strip_scheme(u) for u in shards.shard_uris(root, info)]
-    ds = ray.data.read_parquet(paths, filesystem=fs, columns=["second", "labels", "split", "spectrogram"])
+    ds = ray.data.read_parquet(paths, filesystem=fs).select_columns(["second", "labels", "split", "spectrogram"])
     ds = ds.map_batches(to_training_batch, fn_kwargs={"vocabulary": info.labels, "split": split}, batch_format="numpy")
+    ds.context.execution_options.preserve_order = True
     return ds.materialize() if in_memory else ds
 
 
@@ -174,6 +180,7 @@ def train_loop_per_worker(config: dict) -> None:
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, best_map, bad_epochs = state["epoch"] + 1, state["best_map"], state["bad_epochs"]
         best_score = state["best_score"]
+    attempt_start_epoch = start_epoch  # > 0: this worker group resumed from the checkpoint of epoch start_epoch - 1
 
     train_shard = ray.train.get_dataset_shard("train")
     valid_shard = ray.train.get_dataset_shard("valid")
@@ -181,6 +188,9 @@ def train_loop_per_worker(config: dict) -> None:
         model.train()
         # Seeded per epoch, so a run resumed from a checkpoint repeats the same augmentation.
         generator.manual_seed(cfg.seed * 1_000_003 + rank * 10_007 + epoch)
+        # Dropout draws from torch's global generator: reseed it per epoch too (another stream),
+        # so an epoch after a restart draws what it would have drawn without one.
+        torch.manual_seed(int(np.random.SeedSequence([cfg.seed, rank, epoch, 1]).generate_state(1)[0]))
         total, count = 0.0, 0
         batches = train_shard.iter_torch_batches(
             batch_size=cfg.batch_size, drop_last=True,  # batch norm needs more than one example
@@ -214,6 +224,7 @@ def train_loop_per_worker(config: dict) -> None:
         metrics = {
             "epoch": epoch, "train_loss": total / max(count, 1), "valid_loss": valid_loss, "valid_map": valid_map,
             "selection_score": score, "best_valid_map": best_map, "train_samples": count,
+            "attempt_start_epoch": attempt_start_epoch,
         }
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
@@ -247,6 +258,17 @@ def _pos_weight(info: shards.DatasetInfo) -> list[float]:
         pos = int(train.get("labels", {}).get(mid, {}).get("windows", 0))
         weights.append(float(np.clip((total - pos) / max(pos, 1), 1.0, 50.0)))
     return weights
+
+
+def _ordered_ingest_options():
+    """Ray Train's default ingest options with ``preserve_order``: with one worker the batches
+    (and so the weights) depend only on the seed. With several workers the split of blocks
+    between them still follows which worker asks first, so such runs are not bit-reproducible."""
+    import ray.train
+
+    options = ray.train.DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return options
 
 
 def train(cfg: TrainConfig, *, vocabulary: CaptionVocabulary | None = None, name: str = "train") -> ModelBundle:
@@ -287,10 +309,12 @@ def train(cfg: TrainConfig, *, vocabulary: CaptionVocabulary | None = None, name
             checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="selection_score", checkpoint_score_order="max"),
         ),
         datasets={"train": train_ds, "valid": valid_ds},
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"], execution_options=_ordered_ingest_options()),
     )
+    # Ray Train V2: fit() raises TrainingFailedError (WorkerGroupError / ControllerError) once
+    # the restarts allowed by max_failures are spent; a run that recovered returns normally.
     result = trainer.fit()
-    if result.error:
+    if result.error:  # Ray Train V1 (RAY_TRAIN_V2_ENABLED=0) returns the error instead
         raise result.error
     best = result.get_best_checkpoint("selection_score", "max") if result.best_checkpoints else result.checkpoint
     if best is None:
