@@ -32,7 +32,12 @@ def small_dataset(ray_session, tmp_path_factory):
         rows.append((f"clips/silence{i}.wav", None, None, []))
     write_manifest(rows, str(root / "manifest.csv"))
     requests, failures = read_manifest(str(root / "manifest.csv"))
-    build_dataset(requests, str(root / "dataset"), BuildOptions(split_fractions=(0.6, 0.4, 0.0), seed=1), source_failures=failures)
+    build_dataset(
+        requests,
+        str(root / "dataset"),
+        BuildOptions(split_fractions=(0.6, 0.4, 0.0), seed=1),
+        source_failures=failures,
+    )
     return root / "dataset"
 
 
@@ -42,8 +47,17 @@ def test_two_cpu_workers_train_a_usable_bundle(small_dataset, tmp_path):
     out = tmp_path / "run"
     bundle = train(
         TrainConfig(
-            data=str(small_dataset), out=str(out), model="compact", epochs=12, batch_size=8, learning_rate=3e-3,
-            workers=2, cpus_per_worker=1, patience=0, max_failures=0, seed=3,
+            data=str(small_dataset),
+            out=str(out),
+            model="compact",
+            epochs=12,
+            batch_size=8,
+            learning_rate=3e-3,
+            workers=2,
+            cpus_per_worker=1,
+            patience=0,
+            max_failures=0,
+            seed=3,
         ),
         name="two-workers",
     )
@@ -60,7 +74,9 @@ def test_two_cpu_workers_train_a_usable_bundle(small_dataset, tmp_path):
 
 
 def _history(out) -> list[dict]:
-    return [json.loads(line) for line in (out / METRICS_NAME).read_text().splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in (out / METRICS_NAME).read_text().splitlines() if line.strip()
+    ]
 
 
 @pytest.mark.ray
@@ -73,8 +89,16 @@ def test_same_seed_same_bundle_streaming_or_in_memory(small_dataset, tmp_path):
     for in_memory in (True, False):
         out = tmp_path / f"run-in-memory-{in_memory}"
         cfg = TrainConfig(
-            data=str(small_dataset), out=str(out), model="compact", epochs=2, batch_size=8, workers=1,
-            patience=0, max_failures=0, seed=11, in_memory=in_memory,
+            data=str(small_dataset),
+            out=str(out),
+            model="compact",
+            epochs=2,
+            batch_size=8,
+            workers=1,
+            patience=0,
+            max_failures=0,
+            seed=11,
+            in_memory=in_memory,
         )
         runs[in_memory] = (train(cfg, name=f"determinism-{in_memory}"), _history(out))
     (bundle_a, history_a), (bundle_b, history_b) = runs[True], runs[False]
@@ -116,7 +140,9 @@ def _kill_a_worker_after_epoch(out, epoch: int, record: dict, stop: threading.Ev
             if workers:
                 victim = workers[0]
                 victim.send_signal(signal.SIGKILL)
-                record.update(pid=victim.pid, seen_before=max(seen), seen_after=max(_epochs_written(out)))
+                record.update(
+                    pid=victim.pid, seen_before=max(seen), seen_after=max(_epochs_written(out))
+                )
                 return
         stop.wait(0.05)
 
@@ -132,13 +158,23 @@ def test_killed_worker_resumes_from_its_last_checkpoint(small_dataset, tmp_path)
     epochs = 4
     record: dict = {}
     stop = threading.Event()
-    killer = threading.Thread(target=_kill_a_worker_after_epoch, args=(out, 1, record, stop), daemon=True)
+    killer = threading.Thread(
+        target=_kill_a_worker_after_epoch, args=(out, 1, record, stop), daemon=True
+    )
     killer.start()
     try:
         bundle = train(
             TrainConfig(
-                data=str(small_dataset), out=str(out), model="compact", epochs=epochs, batch_size=4,
-                workers=2, cpus_per_worker=1, patience=0, max_failures=1, seed=5,
+                data=str(small_dataset),
+                out=str(out),
+                model="compact",
+                epochs=epochs,
+                batch_size=4,
+                workers=2,
+                cpus_per_worker=1,
+                patience=0,
+                max_failures=1,
+                seed=5,
             ),
             name="killed-worker",
         )
@@ -146,7 +182,10 @@ def test_killed_worker_resumes_from_its_last_checkpoint(small_dataset, tmp_path)
         stop.set()
         killer.join(timeout=60)
     assert "pid" in record, "the run finished before a worker could be killed"
-    assert not psutil.pid_exists(record["pid"]) or psutil.Process(record["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert (
+        not psutil.pid_exists(record["pid"])
+        or psutil.Process(record["pid"]).status() == psutil.STATUS_ZOMBIE
+    )
 
     history = _history(out)
     assert [h["epoch"] for h in history] == list(range(epochs)), "every epoch once, in order"
@@ -154,9 +193,14 @@ def test_killed_worker_resumes_from_its_last_checkpoint(small_dataset, tmp_path)
     # The killed attempt had stored the checkpoint of epoch seen_before - 1 (its epoch
     # seen_before was running or reporting): the new attempt starts right after a stored one.
     assert record["seen_before"] <= restart <= record["seen_after"] + 1
-    assert [h["attempt_start_epoch"] for h in history] == [0] * restart + [restart] * (epochs - restart)
+    assert [h["attempt_start_epoch"] for h in history] == [0] * restart + [restart] * (
+        epochs - restart
+    )
     # The resumed attempt took its best-so-far from the checkpoint (or improved on it).
-    assert history[restart]["best_valid_map"] in (history[restart - 1]["best_valid_map"], history[restart]["valid_map"])
+    assert history[restart]["best_valid_map"] in (
+        history[restart - 1]["best_valid_map"],
+        history[restart]["valid_map"],
+    )
     loaded = load_bundle(str(out / BUNDLE_NAME))
     assert loaded.digest() == bundle.digest()
     assert [h["epoch"] for h in loaded.metrics["history"]] == list(range(epochs))
