@@ -51,7 +51,7 @@ def test_two_cpu_workers_train_a_usable_bundle(small_dataset, tmp_path):
             out=str(out),
             model="compact",
             epochs=12,
-            batch_size=8,
+            batch_size=4,  # ~19 training windows per worker: 4 steps per epoch, not 2
             learning_rate=3e-3,
             workers=2,
             cpus_per_worker=1,
@@ -64,7 +64,7 @@ def test_two_cpu_workers_train_a_usable_bundle(small_dataset, tmp_path):
     history = [json.loads(line) for line in (out / METRICS_NAME).read_text().splitlines()]
     assert [h["epoch"] for h in history] == list(range(12))
     # Three balanced labels: chance mAP is about 1/3 of windows per label.
-    assert max(h["valid_map"] for h in history) > 0.8
+    assert max(h["valid_map"] for h in history) > 0.8, [round(h["valid_map"], 3) for h in history]
     loaded = load_bundle(str(out / BUNDLE_NAME))
     assert loaded.digest() == bundle.digest()
     assert loaded.labels == ["/m/04rlf", "/m/02fs_r", "/m/0chx_"]
