@@ -208,14 +208,25 @@ def dataset_preview(uri, out, per_label, split, seed):
 @click.option("--cpus-per-worker", default=1.0, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--in-memory/--streaming", default=True, show_default=True, help="Hold the dataset in Ray's object store.")
-@click.option("--patience", default=5, show_default=True, help="Early stopping on validation mAP (0: off).")
+@click.option(
+    "--patience", default=5, show_default=True,
+    help="Early stopping: epochs without a better selection score (validation mAP, ties broken by lower loss); 0: off.",
+)
+@click.option("--weight-decay", default=1e-4, show_default=True)
+@click.option("--balance-classes/--no-balance-classes", default=True, show_default=True, help="BCE pos_weight = negatives/positives per label, clipped to [1, 50].")
+@click.option("--mixed-precision/--no-mixed-precision", default=True, show_default=True, help="autocast + GradScaler on CUDA only.")
+@click.option("--target-precision", default=0.9, show_default=True, help="Per-label thresholds are tuned on validation data to this precision.")
+@click.option("--max-steps-per-epoch", type=int, default=None)
 @click.option("--max-failures", default=2, show_default=True, help="Worker failures to recover from.")
 @click.option(
     "--augment", default="{}",
     help='JSON of batch augmentation, e.g. {"spec_time_masks": 2, "spec_freq_masks": 2, "mixup_alpha": 0.2, "together_prob": 0.3}.',
 )
 @click.pass_context
-def train_cmd(ctx, data, out, model, hparams, epochs, batch_size, learning_rate, workers, gpus_per_worker, cpus_per_worker, seed, in_memory, patience, max_failures, augment):
+def train_cmd(
+    ctx, data, out, model, hparams, epochs, batch_size, learning_rate, workers, gpus_per_worker, cpus_per_worker, seed, in_memory,
+    patience, weight_decay, balance_classes, mixed_precision, target_precision, max_steps_per_epoch, max_failures, augment,
+):
     """Train a model with Ray Train and write <out>/model.bundle."""
     from sound_captions.train import BUNDLE_NAME, TrainConfig, train
 
@@ -225,6 +236,8 @@ def train_cmd(ctx, data, out, model, hparams, epochs, batch_size, learning_rate,
             data=data, out=out, model=model, hparams=json.loads(hparams), epochs=epochs, batch_size=batch_size,
             learning_rate=learning_rate, workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
             seed=seed, in_memory=in_memory, patience=patience, max_failures=max_failures, augment=json.loads(augment),
+            weight_decay=weight_decay, balance_classes=balance_classes, mixed_precision=mixed_precision,
+            target_precision=target_precision, max_steps_per_epoch=max_steps_per_epoch,
         )
     )
     click.echo(f"best validation mAP {bundle.metrics.get('best_valid_map', float('nan')):.3f} → {out.rstrip('/')}/{BUNDLE_NAME}")

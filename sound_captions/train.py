@@ -76,7 +76,11 @@ def label_matrix(label_lists, vocabulary: list[str]) -> np.ndarray:
 
 def to_training_batch(batch: dict, vocabulary: list[str], split: str | None = None) -> dict:
     """Ray Data stage: shard rows → ``{"x": (n, H, W, C) float16, "y": (n, L) float32}``."""
-    keep = np.ones(len(batch["second"]), dtype=bool) if split is None else np.asarray(batch["split"] == split)
+    keep = (
+        np.ones(len(batch["second"]), dtype=bool)
+        if split is None
+        else np.asarray(batch["split"] == split)
+    )
     return {
         "x": np.asarray(batch["spectrogram"])[keep],
         "y": label_matrix([batch["labels"][i] for i in np.flatnonzero(keep)], vocabulary),
@@ -90,7 +94,11 @@ def arrow_filesystem(uri: str):
     import pyarrow.fs as pafs
 
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    kwargs = {"region": os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"}
+    kwargs = {
+        "region": os.environ.get("AWS_DEFAULT_REGION")
+        or os.environ.get("AWS_REGION")
+        or "us-east-1"
+    }
     if endpoint:
         scheme, _, host = endpoint.partition("://")
         kwargs.update(endpoint_override=host or endpoint, scheme=scheme if host else "https")
@@ -102,13 +110,25 @@ def _strip_scheme(uri: str) -> str:
 
 
 def read_split(root: str, info: shards.DatasetInfo, split: str, *, in_memory: bool):
-    """A Ray dataset of ``{"x", "y"}`` batches for one split of a dataset."""
+    """A Ray dataset of ``{"x", "y"}`` batches for one split of a dataset.
+
+    Rows come in shard order (``preserve_order`` on this dataset's own context, not the
+    process-wide one), so that a seeded run sees the same batches every time; the train loop
+    shuffles locally with a seeded buffer.
+    """
     import ray
 
     fs = arrow_filesystem(root)
     paths = [_strip_scheme(u) for u in shards.shard_uris(root, info)]
-    ds = ray.data.read_parquet(paths, filesystem=fs, columns=["second", "labels", "split", "spectrogram"])
-    ds = ds.map_batches(to_training_batch, fn_kwargs={"vocabulary": info.labels, "split": split}, batch_format="numpy")
+    ds = ray.data.read_parquet(paths, filesystem=fs).select_columns(
+        ["second", "labels", "split", "spectrogram"]
+    )
+    ds = ds.map_batches(
+        to_training_batch,
+        fn_kwargs={"vocabulary": info.labels, "split": split},
+        batch_format="numpy",
+    )
+    ds.context.execution_options.preserve_order = True
     return ds.materialize() if in_memory else ds
 
 
@@ -121,7 +141,11 @@ def _predict(model, batches, device, autocast: bool) -> tuple[np.ndarray, np.nda
             with torch.autocast(device_type=device.type, enabled=autocast):
                 logits = model(x)
             ps.append(torch.sigmoid(logits.float()).cpu().numpy())
-            ys.append(batch["y"].cpu().numpy() if isinstance(batch["y"], torch.Tensor) else np.asarray(batch["y"]))
+            ys.append(
+                batch["y"].cpu().numpy()
+                if isinstance(batch["y"], torch.Tensor)
+                else np.asarray(batch["y"])
+            )
     if not ys:
         return np.zeros((0, 0)), np.zeros((0, 0))
     return np.concatenate(ys), np.concatenate(ps)
@@ -156,8 +180,14 @@ def train_loop_per_worker(config: dict) -> None:
     model = build_model(cfg.model, len(vocabulary), input_shape, **cfg.hparams)
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    pos_weight = torch.tensor(config["pos_weight"], dtype=torch.float32, device=device) if cfg.balance_classes else None
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+    )
+    pos_weight = (
+        torch.tensor(config["pos_weight"], dtype=torch.float32, device=device)
+        if cfg.balance_classes
+        else None
+    )
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     use_amp = cfg.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -168,12 +198,21 @@ def train_loop_per_worker(config: dict) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as ckpt_dir:
-            state = torch.load(os.path.join(ckpt_dir, "state.pt"), map_location=device, weights_only=True)
+            state = torch.load(
+                os.path.join(ckpt_dir, "state.pt"), map_location=device, weights_only=True
+            )
         target = model.module if hasattr(model, "module") else model
         target.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start_epoch, best_map, bad_epochs = state["epoch"] + 1, state["best_map"], state["bad_epochs"]
+        start_epoch, best_map, bad_epochs = (
+            state["epoch"] + 1,
+            state["best_map"],
+            state["bad_epochs"],
+        )
         best_score = state["best_score"]
+    attempt_start_epoch = (
+        start_epoch  # > 0: this worker group resumed from the checkpoint of epoch start_epoch - 1
+    )
 
     train_shard = ray.train.get_dataset_shard("train")
     valid_shard = ray.train.get_dataset_shard("valid")
@@ -181,10 +220,17 @@ def train_loop_per_worker(config: dict) -> None:
         model.train()
         # Seeded per epoch, so a run resumed from a checkpoint repeats the same augmentation.
         generator.manual_seed(cfg.seed * 1_000_003 + rank * 10_007 + epoch)
+        # Dropout draws from torch's global generator: reseed it per epoch too (another stream),
+        # so an epoch after a restart draws what it would have drawn without one.
+        torch.manual_seed(
+            int(np.random.SeedSequence([cfg.seed, rank, epoch, 1]).generate_state(1)[0])
+        )
         total, count = 0.0, 0
         batches = train_shard.iter_torch_batches(
-            batch_size=cfg.batch_size, drop_last=True,  # batch norm needs more than one example
-            local_shuffle_buffer_size=max(cfg.batch_size * 8, 256), local_shuffle_seed=cfg.seed + epoch,
+            batch_size=cfg.batch_size,
+            drop_last=True,  # batch norm needs more than one example
+            local_shuffle_buffer_size=max(cfg.batch_size * 8, 256),
+            local_shuffle_seed=cfg.seed + epoch,
         )
         for step, batch in enumerate(batches):
             if cfg.max_steps_per_epoch is not None and step >= cfg.max_steps_per_epoch:
@@ -201,7 +247,12 @@ def train_loop_per_worker(config: dict) -> None:
             scaler.update()
             total += float(loss.detach()) * len(y)
             count += len(y)
-        y_valid, p_valid = _predict(model, valid_shard.iter_torch_batches(batch_size=max(cfg.batch_size, 64)), device, use_amp)
+        y_valid, p_valid = _predict(
+            model,
+            valid_shard.iter_torch_batches(batch_size=max(cfg.batch_size, 64)),
+            device,
+            use_amp,
+        )
         valid_map = mean_average_precision(y_valid > 0.5, p_valid) if len(y_valid) else float("nan")
         valid_loss = _bce(y_valid, p_valid) if len(y_valid) else float("nan")
         # mAP saturates on easy data; the validation loss breaks its ties, so the checkpoint
@@ -212,16 +263,29 @@ def train_loop_per_worker(config: dict) -> None:
         best_map = valid_map if improved else best_map
         bad_epochs = 0 if improved else bad_epochs + 1
         metrics = {
-            "epoch": epoch, "train_loss": total / max(count, 1), "valid_loss": valid_loss, "valid_map": valid_map,
-            "selection_score": score, "best_valid_map": best_map, "train_samples": count,
+            "epoch": epoch,
+            "train_loss": total / max(count, 1),
+            "valid_loss": valid_loss,
+            "valid_map": valid_map,
+            "selection_score": score,
+            "best_valid_map": best_map,
+            "train_samples": count,
+            "attempt_start_epoch": attempt_start_epoch,
         }
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
                 target = model.module if hasattr(model, "module") else model
                 torch.save(
-                    {"model": target.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best_map": best_map,
-                     "best_score": best_score, "bad_epochs": bad_epochs, "valid_map": valid_map},
+                    {
+                        "model": target.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "epoch": epoch,
+                        "best_map": best_map,
+                        "best_score": best_score,
+                        "bad_epochs": bad_epochs,
+                        "valid_map": valid_map,
+                    },
                     os.path.join(tmp, "state.pt"),
                 )
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
@@ -234,7 +298,11 @@ def train_loop_per_worker(config: dict) -> None:
 def _append_metrics(out: str, metrics: dict) -> None:
     uri = storage.join(out, METRICS_NAME)
     previous = storage.read_text(uri) if storage.exists(uri) else ""
-    kept = [line for line in previous.splitlines() if line.strip() and json.loads(line).get("epoch") != metrics["epoch"]]
+    kept = [
+        line
+        for line in previous.splitlines()
+        if line.strip() and json.loads(line).get("epoch") != metrics["epoch"]
+    ]
     storage.write_text(uri, "\n".join([*kept, json.dumps(metrics)]) + "\n")
 
 
@@ -249,7 +317,20 @@ def _pos_weight(info: shards.DatasetInfo) -> list[float]:
     return weights
 
 
-def train(cfg: TrainConfig, *, vocabulary: CaptionVocabulary | None = None, name: str = "train") -> ModelBundle:
+def _ordered_ingest_options():
+    """Ray Train's default ingest options with ``preserve_order``: with one worker the batches
+    (and so the weights) depend only on the seed. With several workers the split of blocks
+    between them still follows which worker asks first, so such runs are not bit-reproducible."""
+    import ray.train
+
+    options = ray.train.DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return options
+
+
+def train(
+    cfg: TrainConfig, *, vocabulary: CaptionVocabulary | None = None, name: str = "train"
+) -> ModelBundle:
     """Train on the current Ray cluster; returns the bundle written to ``<out>/model.bundle``."""
     import ray.train
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -259,7 +340,9 @@ def train(cfg: TrainConfig, *, vocabulary: CaptionVocabulary | None = None, name
 
     info = shards.load_dataset_info(cfg.data)
     if not info.shards:
-        raise ValueError(f"{cfg.data}: the dataset has no shards (did every item fail? see failures.parquet)")
+        raise ValueError(
+            f"{cfg.data}: the dataset has no shards (did every item fail? see failures.parquet)"
+        )
     h, w, c = info.feature_config.shape
     input_shape = (c, h, w)
     hparams = {**default_hparams(cfg.model), **cfg.hparams}
@@ -277,34 +360,56 @@ def train(cfg: TrainConfig, *, vocabulary: CaptionVocabulary | None = None, name
         scaling_config=ScalingConfig(
             num_workers=cfg.workers,
             use_gpu=cfg.gpus_per_worker > 0,
-            resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if cfg.gpus_per_worker > 0 else {})},
+            resources_per_worker={
+                "CPU": cfg.cpus_per_worker,
+                **({"GPU": cfg.gpus_per_worker} if cfg.gpus_per_worker > 0 else {}),
+            },
         ),
         run_config=RunConfig(
             name=name,
-            storage_path=_strip_scheme(storage_path) if storage.is_s3(storage_path) else storage_path,
+            storage_path=_strip_scheme(storage_path)
+            if storage.is_s3(storage_path)
+            else storage_path,
             storage_filesystem=arrow_filesystem(storage_path),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="selection_score", checkpoint_score_order="max"),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=2,
+                checkpoint_score_attribute="selection_score",
+                checkpoint_score_order="max",
+            ),
         ),
         datasets={"train": train_ds, "valid": valid_ds},
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        dataset_config=ray.train.DataConfig(
+            datasets_to_split=["train"], execution_options=_ordered_ingest_options()
+        ),
     )
+    # Ray Train V2: fit() raises TrainingFailedError (WorkerGroupError / ControllerError) once
+    # the restarts allowed by max_failures are spent; a run that recovered returns normally.
     result = trainer.fit()
-    if result.error:
+    if result.error:  # Ray Train V1 (RAY_TRAIN_V2_ENABLED=0) returns the error instead
         raise result.error
-    best = result.get_best_checkpoint("selection_score", "max") if result.best_checkpoints else result.checkpoint
+    best = (
+        result.get_best_checkpoint("selection_score", "max")
+        if result.best_checkpoints
+        else result.checkpoint
+    )
     if best is None:
         raise RuntimeError("training produced no checkpoint")
     with best.as_directory() as ckpt_dir:
-        state = torch.load(os.path.join(ckpt_dir, "state.pt"), map_location="cpu", weights_only=True)
+        state = torch.load(
+            os.path.join(ckpt_dir, "state.pt"), map_location="cpu", weights_only=True
+        )
     model = build_model(cfg.model, len(info.labels), input_shape, **hparams)
     model.load_state_dict(state["model"])
     model.eval()
 
-    y_valid, p_valid = _predict(model, valid_ds.iter_torch_batches(batch_size=128), torch.device("cpu"), False)
+    y_valid, p_valid = _predict(
+        model, valid_ds.iter_torch_batches(batch_size=128), torch.device("cpu"), False
+    )
     thresholds = (
         tune_thresholds(y_valid > 0.5, p_valid, info.labels, target_precision=cfg.target_precision)
-        if len(y_valid) else {m: 0.5 for m in info.labels}
+        if len(y_valid)
+        else {m: 0.5 for m in info.labels}
     )
     vocabulary = vocabulary or CaptionVocabulary.load()
     history = _read_metrics(cfg.out)
@@ -318,7 +423,11 @@ def train(cfg: TrainConfig, *, vocabulary: CaptionVocabulary | None = None, name
         thresholds={m: float(v) for m, v in thresholds.items()},
         feature_config=info.feature_config,
         dataset_digest=shards.dataset_digest(cfg.data),
-        metrics={"best_valid_map": float(state["best_map"]), "best_epoch": int(state["epoch"]), "history": history},
+        metrics={
+            "best_valid_map": float(state["best_map"]),
+            "best_epoch": int(state["epoch"]),
+            "history": history,
+        },
         training={**cfg.to_dict(), "hparams": hparams},
     )
     save_bundle(bundle, storage.join(cfg.out, BUNDLE_NAME))
