@@ -180,3 +180,43 @@ def together_sequences(
             digest = hashlib.sha1(json.dumps([lead, i, members, aug.seed]).encode()).hexdigest()[:16]
             out.append((TOGETHER_PREFIX + digest, "together:" + "+".join(members), windows, labels[: windows.shape[0]]))
     return out
+
+
+def parse_range(text: str, name: str) -> tuple[float, float]:
+    """``"-6,6"`` → (-6.0, 6.0); one number ``"3"`` → (3.0, 3.0)."""
+    try:
+        parts = [float(x) for x in str(text).split(",")]
+    except ValueError:
+        raise ValueError(f"{name}: expected LOW,HIGH numbers, got {text!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2:
+        raise ValueError(f"{name}: expected LOW,HIGH, got {text!r}")
+    return parts[0], parts[1]
+
+
+def augment_config_from_options(
+    *,
+    copies: int = 0,
+    gain_db: str = "-6,6",
+    noise_snr_db: str = "20",
+    shift_s: float = 0.25,
+    overlap_hop_s: float | None = None,
+    together: int = 0,
+    together_clips: int = 3,
+    together_seconds: str = "1,3",
+    seed: int = 0,
+) -> BuildAugmentConfig:
+    """The ``dataset build --augment-*`` options → :class:`BuildAugmentConfig` (raises
+    ``ValueError`` with the option's name). ``noise_snr_db`` ``"none"`` turns the noise off."""
+    noise = None if str(noise_snr_db).strip().lower() in ("none", "off", "") else float(noise_snr_db)
+    low, high = parse_range(together_seconds, "--together-seconds")
+    if low != int(low) or high != int(high):
+        raise ValueError(f"--together-seconds: whole seconds, got {together_seconds!r}")
+    wave = WaveAugmentConfig(
+        copies=int(copies), gain_db=parse_range(gain_db, "--augment-gain-db"), noise_snr_db=noise,
+        max_shift_s=float(shift_s), overlap_hop_s=overlap_hop_s,
+    )  # fmt: skip
+    return BuildAugmentConfig(
+        wave=wave, together=int(together), together_clips=int(together_clips), together_seconds=(int(low), int(high)), seed=int(seed)
+    )
