@@ -13,7 +13,11 @@ from click.testing import CliRunner
 
 from sound_captions.augment import WaveAugmentConfig
 from sound_captions.dataset import shards
-from sound_captions.dataset.augmentation import BuildAugmentConfig, augment_config_from_options, clip_versions
+from sound_captions.dataset.augmentation import (
+    BuildAugmentConfig,
+    augment_config_from_options,
+    clip_versions,
+)
 from sound_captions.dataset.build import BuildOptions, build_dataset
 from sound_captions.features import FeatureConfig
 from sound_captions.ontology import Ontology
@@ -152,7 +156,7 @@ def test_together_sequences_carry_per_second_labels_that_change_at_the_stitch(bu
             assert r["clip_id"].startswith("together-") and r["split"] == "train"
             sequences[r["clip_id"]].append(r)
     assert len(sequences) == 2 * len(KINDS)  # every train clip leads two
-    for clip_id, seq in sequences.items():
+    for seq in sequences.values():
         seq.sort(key=lambda r: r["second"])
         assert [r["second"] for r in seq] == list(range(len(seq)))
         labels = [tuple(r["labels"]) for r in seq]

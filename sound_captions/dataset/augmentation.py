@@ -26,7 +26,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sound_captions.augment import WaveAugmentConfig, augment_waveform, overlapping_windows, stitch_together
+from sound_captions.augment import (
+    WaveAugmentConfig,
+    augment_waveform,
+    overlapping_windows,
+    stitch_together,
+)
 from sound_captions.features import FeatureConfig, frame_windows
 
 ORIGINAL = "original"

@@ -33,7 +33,13 @@ from ray.data import Datasink
 from sound_captions import storage
 from sound_captions.dataset import shards
 from sound_captions.dataset.augmentation import TOGETHER_PREFIX, BuildAugmentConfig
-from sound_captions.dataset.stages import decode_stage, feature_stage, join_labels, split_labels, together_stage
+from sound_captions.dataset.stages import (
+    decode_stage,
+    feature_stage,
+    join_labels,
+    split_labels,
+    together_stage,
+)
 from sound_captions.download import DownloadOptions, needs_download
 from sound_captions.features import FeatureConfig
 from sound_captions.ontology import Ontology

@@ -17,7 +17,13 @@ import tempfile
 import numpy as np
 
 from sound_captions.audio import DecodeError, decode_audio
-from sound_captions.dataset.augmentation import ORIGINAL, TOGETHER, BuildAugmentConfig, clip_versions, together_sequences
+from sound_captions.dataset.augmentation import (
+    ORIGINAL,
+    TOGETHER,
+    BuildAugmentConfig,
+    clip_versions,
+    together_sequences,
+)
 from sound_captions.features import FeatureConfig, spectrogram
 
 REQUEST_COLUMNS = ("clip_id", "source", "start_s", "end_s", "labels", "split")
