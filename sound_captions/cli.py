@@ -110,17 +110,27 @@ def dataset():
 @click.option("--shard-mb", type=float, default=128, show_default=True, help="Target shard size (uncompressed).")
 @click.option("--overwrite", is_flag=True, help="Replace a finished dataset of other requests or options at --out.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (interactive) or a line every 30 s.")
+@click.option("--augment-copies", default=0, show_default=True, help="Train split: augmented copies of each clip besides the original (gain, shift, noise).")
+@click.option("--augment-gain-db", default="-6,6", show_default=True, help="Copies: random gain range LO,HI in dB (no effect on normalised features).")
+@click.option("--augment-noise-snr", default="20", show_default=True, help="Copies: white noise at this SNR in dB, or 'none'.")
+@click.option("--augment-shift-s", type=float, default=0.25, show_default=True, help="Copies: random time shift of up to ± this many seconds (0: none).")
+@click.option("--overlap-hop-s", type=float, default=None, help="Train split: 1-s windows every this many seconds (e.g. 0.5) instead of every second.")
+@click.option("--together", default=0, show_default=True, help="Train split: stitched sequences led by each clip (clips of other classes, per-second labels).")
+@click.option("--together-clips", default=3, show_default=True, help="Clips per stitched sequence.")
+@click.option("--together-seconds", default="1,3", show_default=True, help="Whole seconds each clip gives a sequence: LO,HI.")
 @click.pass_context
 def dataset_build(
     ctx, out, manifests, audioset_csvs, audioset_strong, labels, include_descendants, per_label_cap, negatives, seed,
     source_url_template, cookies, proxy, concurrency, fetch_actors, per_host_interval, retries, backoff, scratch,
-    feature_preset, split_fractions, shard_mb, overwrite, progress,
+    feature_preset, split_fractions, shard_mb, overwrite, progress, augment_copies, augment_gain_db, augment_noise_snr,
+    augment_shift_s, overlap_hop_s, together, together_clips, together_seconds,
 ):
     """Mine labelled clips (AudioSet lists or manifests): download the segments, decode, cut 1-s
     windows, compute spectrograms, write shards + failures.parquet + dataset.json.
 
     A rerun resumes: nothing already downloaded is fetched again, and a finished dataset of the
     same requests is left as it is."""
+    from sound_captions.dataset.augmentation import augment_config_from_options
     from sound_captions.dataset.build import BuildOptions, build_dataset, default_scratch_dir
     from sound_captions.dataset.plan import PlanError, plan_build
     from sound_captions.dataset.progress import BuildProgress
@@ -139,13 +149,20 @@ def dataset_build(
     except (PlanError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     fractions = tuple(float(x) for x in split_fractions.split(","))
+    try:
+        augment = augment_config_from_options(
+            copies=augment_copies, gain_db=augment_gain_db, noise_snr_db=augment_noise_snr, shift_s=augment_shift_s,
+            overlap_hop_s=overlap_hop_s, together=together, together_clips=together_clips, together_seconds=together_seconds, seed=seed,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     download = DownloadOptions(
         scratch_dir=scratch or default_scratch_dir(check_uri(out)), source_url_template=source_url_template,
         retries=retries, backoff_base_s=backoff, per_host_min_interval_s=per_host_interval, cookies_file=cookies, proxy=proxy,
     )
     options = BuildOptions(
         feature_config=FeatureConfig.preset(feature_preset), split_fractions=fractions, seed=seed, target_shard_mb=shard_mb,
-        overwrite=overwrite, fetch_actors=fetch_actors, fetch_concurrency=concurrency,
+        overwrite=overwrite, fetch_actors=fetch_actors, fetch_concurrency=concurrency, augment=augment,
     )
     from sound_captions.download import needs_download
 

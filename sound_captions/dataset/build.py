@@ -1,6 +1,8 @@
 """Clip requests → Parquet shards + ``failures.parquet`` + ``dataset.json``, as a Ray Data pipeline.
 
     requests ─► fetch (network) ─► decode + 1-s windows (CPU) ─► log-mel (CPU, batched) ─► ShardSink
+                                      (+ train augmentation: copies, overlap, "together"; see
+                                       ``augmentation.py``)
 
 The stages are separate Ray Data operators so that downloads, decoding and features scale
 independently; Ray's streaming executor bounds the memory between them. ``ShardSink`` writes
@@ -30,7 +32,14 @@ from ray.data import Datasink
 
 from sound_captions import storage
 from sound_captions.dataset import shards
-from sound_captions.dataset.stages import decode_stage, feature_stage, join_labels, split_labels
+from sound_captions.dataset.augmentation import TOGETHER_PREFIX, BuildAugmentConfig
+from sound_captions.dataset.stages import (
+    decode_stage,
+    feature_stage,
+    join_labels,
+    split_labels,
+    together_stage,
+)
 from sound_captions.download import DownloadOptions, needs_download
 from sound_captions.features import FeatureConfig
 from sound_captions.ontology import Ontology
@@ -66,6 +75,7 @@ class BuildOptions:
     fetch_cpus: float = 0.25
     write_cpus: float = 0.25
     items_per_block: int = 4
+    augment: BuildAugmentConfig = field(default_factory=BuildAugmentConfig)  # train split only
 
     def __post_init__(self) -> None:
         if self.fetch_actors < 1 or self.fetch_concurrency < 1 or self.items_per_block < 1:
@@ -105,9 +115,13 @@ def rows_per_shard(cfg: FeatureConfig, target_shard_mb: float) -> int:
 
 
 def build_digest(requests: list[ClipRequest], splits: dict[str, str], vocabulary: dict[str, str], options: BuildOptions) -> str:
-    """sha256 over what decides a dataset's content (requests, labels, splits, features)."""
+    """sha256 over what decides a dataset's content (requests, labels, splits, features, and the
+    augmentation when there is any: a build without it keeps the digest it always had)."""
     h = hashlib.sha256()
-    h.update(json.dumps({"features": options.feature_config.hash, "vocabulary": sorted(vocabulary)}).encode())
+    head = {"features": options.feature_config.hash, "vocabulary": sorted(vocabulary)}
+    if options.augment.enabled:
+        head["augment"] = options.augment.to_dict()
+    h.update(json.dumps(head, sort_keys=True).encode())
     for r in sorted(requests, key=lambda r: r.clip_id):
         h.update(json.dumps([r.clip_id, r.source, r.start_s, r.end_s, list(training_labels(r)), splits[r.clip_id]]).encode())
     return h.hexdigest()
@@ -174,6 +188,8 @@ class ShardSink(Datasink):
             if table.num_rows == 0:
                 continue
             batch = {name: table.column(name).to_pylist() for name in ("clip_id", "source", "second", "start_s", "labels", "split", "reason", "message")}
+            n_rows = len(batch["clip_id"])
+            batch["augment"] = table.column("augment").to_pylist() if "augment" in table.column_names else ["original"] * n_rows
             ok = np.asarray([r == "" for r in batch["reason"]], dtype=bool)
             for i in np.flatnonzero(~ok):
                 failures.append(
@@ -186,12 +202,12 @@ class ShardSink(Datasink):
             if not ok.any():
                 continue
             spec = _column_ndarray(table.column("spectrogram"))[ok]
-            rows = {k: [v for v, keep in zip(batch[k], ok, strict=True) if keep] for k in ("clip_id", "source", "second", "start_s", "labels", "split")}
+            rows = {k: [v for v, keep in zip(batch[k], ok, strict=True) if keep] for k in ("clip_id", "source", "second", "start_s", "labels", "split", "augment")}
             rows["labels"] = [split_labels(x) for x in rows["labels"]]
             rows["spectrogram"] = spec
-            for clip_id, labels, split in zip(rows["clip_id"], rows["labels"], rows["split"], strict=True):
-                entry = clips.setdefault(clip_id, {"labels": list(labels or []), "split": split, "windows": 0})
-                entry["windows"] += 1
+            for clip_id, labels, split, tag in zip(rows["clip_id"], rows["labels"], rows["split"], rows["augment"], strict=True):
+                entry = clips.setdefault(clip_id, _new_entry(labels, split))
+                _count_row(entry, labels, tag)
             parts.append(shards.shard_table(rows, self.cfg))
         if parts:
             table_out = pa.concat_tables(parts)
@@ -212,12 +228,28 @@ class ShardSink(Datasink):
             shard_list.extend(ret["shards"])
             failures.extend(ret["failures"])
             for clip_id, entry in ret["clips"].items():
-                merged = clips.setdefault(clip_id, {"labels": entry["labels"], "split": entry["split"], "windows": 0})
+                merged = clips.setdefault(clip_id, _new_entry(entry["labels"], entry["split"]))
                 merged["windows"] += entry["windows"]
+                for key in ("label_windows", "augment"):
+                    for name, n in entry[key].items():
+                        merged[key][name] = merged[key].get(name, 0) + n
         self.result = {"shards": shard_list, "clips": clips, "failures": failures}
 
     def on_write_failed(self, error: Exception) -> None:
         log.error("dataset write failed: %s", error)
+
+
+def _new_entry(labels, split: str) -> dict:
+    """What the sink keeps per clip id: first row's labels, split, windows, windows per label
+    (a "together" sequence's labels change per second) and per augment tag."""
+    return {"labels": list(labels or []), "split": split, "windows": 0, "label_windows": {}, "augment": {}}
+
+
+def _count_row(entry: dict, labels, tag: str) -> None:
+    entry["windows"] += 1
+    for mid in labels or []:
+        entry["label_windows"][mid] = entry["label_windows"].get(mid, 0) + 1
+    entry["augment"][tag] = entry["augment"].get(tag, 0) + 1
 
 
 def _column_ndarray(column) -> np.ndarray:
@@ -295,6 +327,11 @@ def build_dataset(
         }
         for r in requests
     ]  # fmt: skip
+    augment = options.augment
+    if augment.together > 0:
+        # "together" partners come from the clips of one decode task (one block of items):
+        # a seeded shuffle mixes the classes inside blocks, whatever order the sources listed
+        random.Random(augment.seed).shuffle(items)
     sink = ShardSink(root, cfg, rows_per_shard(cfg, options.target_shard_mb))
     if items:
         n_blocks = max(1, min(len(items), math.ceil(len(items) / options.items_per_block), 10_000))
@@ -317,11 +354,21 @@ def build_dataset(
             )
         ds = ds.map_batches(
             decode_stage,
-            fn_kwargs={"feature_config": cfg.to_dict(), "ffmpeg": options.ffmpeg},
+            fn_kwargs={"feature_config": cfg.to_dict(), "ffmpeg": options.ffmpeg, "augment": augment.to_dict() if augment.enabled else None},
             batch_size=1,
             num_cpus=options.decode_cpus,
             compute=ray.data.TaskPoolStrategy(),
         )
+        if augment.together > 0:
+            # same resources as decode, so Ray fuses the two: the batch (whole block) is the
+            # windows of the clips one decode task produced, a deterministic pool of partners
+            ds = ds.map_batches(
+                together_stage,
+                fn_kwargs={"feature_config": cfg.to_dict(), "augment": augment.to_dict()},
+                batch_size=None,
+                num_cpus=options.decode_cpus,
+                compute=ray.data.TaskPoolStrategy(),
+            )
         ds = ds.map_batches(
             feature_stage,
             fn_kwargs={"feature_config": cfg.to_dict(), "threads": max(1, int(options.feature_cpus))},
@@ -351,6 +398,7 @@ def build_dataset(
         for f in source_failures
     ]
     shards.write_table(shards.failures_table(failures), storage.join(root, shards.FAILURES))
+    real_clips = {k: v for k, v in result["clips"].items() if not k.startswith(TOGETHER_PREFIX)}
     info = shards.DatasetInfo(
         feature_config=cfg,
         vocabulary=vocabulary,
@@ -360,10 +408,11 @@ def build_dataset(
         sources=sorted(set(sources)),
         failures=len(failures),
         requested=len(requests) + len(source_failures),
-        obtained=len(result["clips"]),
+        obtained=len(real_clips),
         failure_reasons=_reasons(failures),
         selection=dict(selection or {}),
         build_digest=digest,
+        augmentation=augment.to_dict() if augment.enabled else {},
     )
     shards.write_dataset_info(root, info)
     _remove_unlisted_shards(root, set(info.shards))
@@ -371,7 +420,7 @@ def build_dataset(
         root=root,
         info=info,
         n_requested=len(requests) + len(source_failures),
-        n_clips=len(result["clips"]),
+        n_clips=len(real_clips),
         n_windows=sum(c["windows"] for c in result["clips"].values()),
         n_failed=len(failures),
         failure_reasons=_reasons(failures),
@@ -394,19 +443,39 @@ def _report_of_existing(root: str, info: shards.DatasetInfo) -> BuildReport:
 
 
 def _counts(clips: dict[str, dict], vocabulary: dict[str, str]) -> dict:
-    counts = {split: {"clips": 0, "windows": 0, "labels": {m: {"clips": 0, "windows": 0} for m in vocabulary}} for split in SPLITS}
+    """Per split: clips (requested clips only), windows (every row, augmented ones included:
+    what training sees), per label, and windows per augment tag (``augment``); "together"
+    sequences are counted under ``together`` (sequences, windows), not as clips."""
+
+    def new_split() -> dict:
+        return {
+            "clips": 0, "windows": 0, "labels": {m: {"clips": 0, "windows": 0} for m in vocabulary},
+            "augment": {}, "together": {"sequences": 0, "windows": 0},
+        }  # fmt: skip
+
+    counts = {split: new_split() for split in SPLITS}
     counts["negatives"] = {"clips": 0, "windows": 0}
-    for entry in clips.values():
-        split = counts.setdefault(entry["split"], {"clips": 0, "windows": 0, "labels": {m: {"clips": 0, "windows": 0} for m in vocabulary}})
-        split["clips"] += 1
+    for clip_id, entry in clips.items():
+        split = counts.setdefault(entry["split"], new_split())
         split["windows"] += entry["windows"]
+        for tag, n in entry.get("augment", {}).items():
+            split["augment"][tag] = split["augment"].get(tag, 0) + n
+        label_windows = entry.get("label_windows") or {m: entry["windows"] for m in entry["labels"]}
+        if clip_id.startswith(TOGETHER_PREFIX):
+            split["together"]["sequences"] += 1
+            split["together"]["windows"] += entry["windows"]
+            for m, n in label_windows.items():
+                if m in vocabulary:
+                    split["labels"][m]["windows"] += n
+            continue
+        split["clips"] += 1
         known = [m for m in entry["labels"] if m in vocabulary]
         if not known:
             counts["negatives"]["clips"] += 1
             counts["negatives"]["windows"] += entry["windows"]
         for m in known:
             split["labels"][m]["clips"] += 1
-            split["labels"][m]["windows"] += entry["windows"]
+            split["labels"][m]["windows"] += label_windows.get(m, 0)
     return counts
 
 

@@ -37,11 +37,15 @@ def _counter_class():
 
 def count_stage(batch: dict[str, np.ndarray], counter) -> dict[str, np.ndarray]:
     """Ray Data stage: pass the batch through, tell ``counter`` how many clips it finished
-    (a clip is finished at its window 0, or at its failure row)."""
+    (a clip is finished at its original window 0, or at its failure row; augmented rows count
+    as windows only)."""
     reason = batch["reason"]
     failed = int(sum(1 for r in reason if r))
     ok = np.asarray([not r for r in reason], dtype=bool)
-    finished = int(np.count_nonzero(np.asarray(batch["second"])[ok] == 0))
+    first = np.asarray(batch["second"]) == 0
+    if "augment" in batch:
+        first &= np.asarray([t == "original" for t in batch["augment"]], dtype=bool)
+    finished = int(np.count_nonzero(first & ok))
     counter.add.remote(finished + failed, failed, int(ok.sum()))
     return batch
 

@@ -2,7 +2,9 @@
 
 A dataset folder (local or ``s3://``) holds:
 
-- ``shards/part-*.parquet`` — one row per 1-second window (schema below);
+- ``shards/part-*.parquet`` — one row per 1-second window (schema below; beyond the columns of
+  the shard contract, ``augment`` says whether a row is the clip's own audio (``original``) or
+  made by the build's augmentation: ``overlap``, ``copy-N``, ``together``);
 - ``failures.parquet`` — one row per requested item that could not be used, with a reason;
 - ``dataset.json`` — written last: vocabulary, feature config, counts, sources, and the list of
   shard files. Readers take the shard list from it, so a shard left by a crashed run is never
@@ -60,13 +62,15 @@ def shard_schema(cfg: FeatureConfig) -> pa.Schema:
             ("split", pa.string()),
             ("spectrogram", pa.fixed_shape_tensor(pa.float16(), list(cfg.shape))),
             ("feature_hash", pa.string()),
+            ("augment", pa.string()),
         ],
         metadata={b"feature_config": json.dumps(cfg.to_dict()).encode()},
     )
 
 
 def shard_table(rows: dict[str, np.ndarray | list], cfg: FeatureConfig) -> pa.Table:
-    """Columns of window rows (``spectrogram``: (n, H, W, C) array) → a shard table."""
+    """Columns of window rows (``spectrogram``: (n, H, W, C) array) → a shard table
+    (``augment`` is optional: ``original`` for every row when absent)."""
     schema = shard_schema(cfg)
     spec = np.ascontiguousarray(np.asarray(rows["spectrogram"], dtype=np.float16))
     n = spec.shape[0]
@@ -84,6 +88,7 @@ def shard_table(rows: dict[str, np.ndarray | list], cfg: FeatureConfig) -> pa.Ta
         "split": pa.array([str(x) for x in rows["split"]], pa.string()),
         "spectrogram": tensor,
         "feature_hash": pa.array([cfg.hash] * n, pa.string()),
+        "augment": pa.array([str(x) for x in rows["augment"]] if "augment" in rows else ["original"] * n, pa.string()),
     }
     return pa.Table.from_pydict(columns, schema=schema)
 
@@ -132,6 +137,7 @@ class DatasetInfo:
     failure_reasons: dict[str, int] = field(default_factory=dict)
     selection: dict = field(default_factory=dict)  # how the clips were chosen, and the label policy
     build_digest: str = ""  # what the content was built from (a rerun with the same digest is a no-op)
+    augmentation: dict = field(default_factory=dict)  # BuildAugmentConfig.to_dict() of the train split; {}: none
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     tool_version: str = __version__
 
@@ -156,6 +162,7 @@ class DatasetInfo:
             "failure_reasons": self.failure_reasons,
             "selection": self.selection,
             "build_digest": self.build_digest,
+            "augmentation": self.augmentation,
             "shards": self.shards,
         }
 
@@ -177,6 +184,7 @@ class DatasetInfo:
             failure_reasons=dict(data.get("failure_reasons", {})),
             selection=dict(data.get("selection", {})),
             build_digest=str(data.get("build_digest", "")),
+            augmentation=dict(data.get("augmentation") or {}),
             created=data.get("created", ""),
             tool_version=data.get("tool_version", ""),
         )

@@ -5,7 +5,8 @@ tests and a sequential loop (the benchmark's baseline) can call them directly.
 
 Rows flowing between stages carry either a window of audio (``reason == ""``) or the failure of a
 whole clip (``reason`` set, ``second == -1``), so every requested item reaches the writer exactly
-once as shard rows or as a failure row.
+once as shard rows or as a failure row. Each window row carries an ``augment`` tag (``original``
+unless the build augments its train split, see ``augmentation.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import tempfile
 import numpy as np
 
 from sound_captions.audio import DecodeError, decode_audio
-from sound_captions.features import FeatureConfig, frame_windows, spectrogram
+from sound_captions.dataset.augmentation import (
+    ORIGINAL,
+    TOGETHER,
+    BuildAugmentConfig,
+    clip_versions,
+    together_sequences,
+)
+from sound_captions.features import FeatureConfig, spectrogram
 
 REQUEST_COLUMNS = ("clip_id", "source", "start_s", "end_s", "labels", "split")
 
@@ -48,17 +56,25 @@ def _none_if_nan(value) -> float | None:
 
 
 def _empty_window_batch(cfg: FeatureConfig) -> dict[str, list]:
-    return {name: [] for name in ("clip_id", "source", "second", "start_s", "labels", "split", "reason", "message", "window")}
+    return {name: [] for name in ("clip_id", "source", "second", "start_s", "labels", "split", "reason", "message", "augment", "window")}
 
 
 def decode_windows(
-    request: dict, cfg: FeatureConfig, *, media: str | None = None, offset_s: float | None = None, ffmpeg: str | None = None
+    request: dict,
+    cfg: FeatureConfig,
+    *,
+    media: str | None = None,
+    offset_s: float | None = None,
+    ffmpeg: str | None = None,
+    augment: BuildAugmentConfig | None = None,
 ) -> dict[str, np.ndarray]:
     """One clip request → its window rows, or one failure row.
 
     ``media`` is what to decode (default: the request's ``source``); ``offset_s`` is where the
     requested segment starts inside ``media`` (0 for a downloaded segment, the request's
-    ``start_s`` for the full medium).
+    ``start_s`` for the full medium). ``augment`` applies to a request of the train split only
+    (copies and overlapping windows, see :func:`~sound_captions.dataset.augmentation.clip_versions`);
+    a row's ``second`` is the grid second its window starts in, ``start_s`` its exact start.
     """
     out = _empty_window_batch(cfg)
     start_s = _none_if_nan(request.get("start_s"))
@@ -78,20 +94,23 @@ def decode_windows(
         return fail(reason, str(exc))
     except Exception as exc:  # an unexpected error loses this clip only, with its message
         return fail("other", f"{type(exc).__name__}: {exc}")
-    windows = frame_windows(samples, cfg)
-    if windows.shape[0] == 0:
+    split = str(request.get("split", ""))
+    versions = clip_versions(samples, str(request["clip_id"]), cfg, augment if split == "train" else None)
+    if versions[0][0].shape[0] == 0:
         return fail("too_short", f"{samples.size / cfg.sample_rate_hz:.3f} s of audio, less than half a window")
     base_s = start_s or 0.0
-    for second in range(windows.shape[0]):
-        out["clip_id"].append(request["clip_id"])
-        out["source"].append(request["source"])
-        out["second"].append(second)
-        out["start_s"].append(base_s + second * cfg.window_samples / cfg.sample_rate_hz)
-        out["labels"].append(labels)
-        out["split"].append(request.get("split", ""))
-        out["reason"].append("")
-        out["message"].append("")
-        out["window"].append(windows[second])
+    for windows, starts, tags in versions:
+        for window, start, tag in zip(windows, starts.tolist(), tags, strict=True):
+            out["clip_id"].append(request["clip_id"])
+            out["source"].append(request["source"])
+            out["second"].append(start // cfg.window_samples)
+            out["start_s"].append(base_s + start / cfg.sample_rate_hz)
+            out["labels"].append(labels)
+            out["split"].append(split)
+            out["reason"].append("")
+            out["message"].append("")
+            out["augment"].append(tag)
+            out["window"].append(window)
     return _finish(out, cfg)
 
 
@@ -107,6 +126,7 @@ def _finish(out: dict[str, list], cfg: FeatureConfig) -> dict[str, np.ndarray]:
         "split": np.asarray(out["split"], dtype=object),
         "reason": np.asarray(out["reason"], dtype=object),
         "message": np.asarray(out["message"], dtype=object),
+        "augment": np.asarray(out["augment"], dtype=object),
         "window": np.stack(out["window"]) if n else np.zeros((0, cfg.window_samples), np.float32),
     }
 
@@ -127,9 +147,13 @@ def add_spectrograms(batch: dict[str, np.ndarray], cfg: FeatureConfig) -> dict[s
     return batch
 
 
-def decode_stage(batch: dict[str, np.ndarray], feature_config: dict, ffmpeg: str | None = None) -> dict[str, np.ndarray]:
-    """Ray Data stage: request rows (with ``media``/``fetch_reason`` after a fetch stage) → window rows."""
+def decode_stage(
+    batch: dict[str, np.ndarray], feature_config: dict, ffmpeg: str | None = None, augment: dict | None = None
+) -> dict[str, np.ndarray]:
+    """Ray Data stage: request rows (with ``media``/``fetch_reason`` after a fetch stage) → window
+    rows; ``augment``: a :class:`BuildAugmentConfig` as a dict, for the train split."""
     cfg = FeatureConfig.from_dict(feature_config)
+    aug = BuildAugmentConfig.from_dict(augment) if augment else None
     parts = []
     for i in range(len(batch["clip_id"])):
         request = {k: batch[k][i] for k in batch}
@@ -145,9 +169,9 @@ def decode_stage(batch: dict[str, np.ndarray], feature_config: dict, ffmpeg: str
                 local = os.path.join(tmp, "segment" + suffix)
                 with open(local, "wb") as f:
                     f.write(bytes(data))
-                parts.append(decode_windows(request, cfg, media=local, offset_s=offset, ffmpeg=ffmpeg))
+                parts.append(decode_windows(request, cfg, media=local, offset_s=offset, ffmpeg=ffmpeg, augment=aug))
             continue
-        parts.append(decode_windows(request, cfg, media=request.get("media") or None, offset_s=offset, ffmpeg=ffmpeg))
+        parts.append(decode_windows(request, cfg, media=request.get("media") or None, offset_s=offset, ffmpeg=ffmpeg, augment=aug))
     return concat_batches(parts)
 
 
@@ -159,7 +183,7 @@ def failure_batch(request: dict, cfg: FeatureConfig, reason: str, message: str) 
         ("clip_id", request["clip_id"]), ("source", request["source"]), ("second", -1),
         ("start_s", start_s if start_s is not None else 0.0),
         ("labels", split_labels(request.get("labels"))),
-        ("split", request.get("split", "")), ("reason", reason), ("message", message),
+        ("split", request.get("split", "")), ("reason", reason), ("message", message), ("augment", ""),
     ):
         out[key].append(value)
     out["window"].append(np.zeros(cfg.window_samples, np.float32))
@@ -173,3 +197,40 @@ def feature_stage(batch: dict[str, np.ndarray], feature_config: dict, threads: i
     if torch.get_num_threads() != max(1, int(threads)):
         torch.set_num_threads(max(1, int(threads)))
     return add_spectrograms(batch, FeatureConfig.from_dict(feature_config))
+
+
+def together_stage(batch: dict[str, np.ndarray], feature_config: dict, augment: dict) -> dict[str, np.ndarray]:
+    """Ray Data stage: window rows → the same rows plus stitched "together" sequences.
+
+    The pool is the train clips whose ``original`` windows are in the batch (their audio is
+    those 1-s windows put back in order); see
+    :func:`~sound_captions.dataset.augmentation.together_sequences`. Sequence rows have
+    ``clip_id`` ``together-<hash>``, ``source`` ``together:<id>+<id>…``, ``second`` and
+    ``start_s`` on the sequence's own timeline, per-second labels, split ``train`` and tag
+    ``together``.
+    """
+    cfg = FeatureConfig.from_dict(feature_config)
+    aug = BuildAugmentConfig.from_dict(augment)
+    if aug.together <= 0 or not len(batch["clip_id"]):
+        return batch
+    seconds: dict[str, dict[int, int]] = {}
+    for i in range(len(batch["clip_id"])):
+        if batch["reason"][i] == "" and batch["split"][i] == "train" and batch["augment"][i] == ORIGINAL:
+            seconds.setdefault(str(batch["clip_id"][i]), {})[int(batch["second"][i])] = i
+    pool = {}
+    for clip_id, rows in seconds.items():
+        order = [rows[k] for k in sorted(rows)]
+        pool[clip_id] = (batch["window"][order].reshape(-1), tuple(split_labels(batch["labels"][order[0]])))
+    sequences = together_sequences(pool, cfg, aug)
+    if not sequences:
+        return batch
+    out = _empty_window_batch(cfg)
+    for clip_id, source, windows, labels in sequences:
+        for second, (window, second_labels) in enumerate(zip(windows, labels, strict=True)):
+            for key, value in (
+                ("clip_id", clip_id), ("source", source), ("second", second),
+                ("start_s", second * cfg.window_samples / cfg.sample_rate_hz), ("labels", list(second_labels)),
+                ("split", "train"), ("reason", ""), ("message", ""), ("augment", TOGETHER), ("window", window),
+            ):  # fmt: skip
+                out[key].append(value)
+    return concat_batches([batch, _finish(out, cfg)])
