@@ -428,7 +428,7 @@ def train(
             "best_epoch": int(state["epoch"]),
             "history": history,
         },
-        training={**cfg.to_dict(), "hparams": hparams},
+        training={**cfg.to_dict(), "hparams": hparams, "dataset_augmentation": info.augmentation},
     )
     save_bundle(bundle, storage.join(cfg.out, BUNDLE_NAME))
     return bundle
