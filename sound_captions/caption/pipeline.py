@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from sound_captions import storage
 from sound_captions.audio import DecodeError, stream_audio
 from sound_captions.bundle import ModelBundle, load_bundle
+from sound_captions.caption.fetch import FetchError, FetchOptions, fetched
 from sound_captions.caption.inputs import InputFailure, MediaItem, discover
 from sound_captions.caption.postprocess import Cue, PostprocessConfig, scores_to_cues
 from sound_captions.caption.vocabulary import CaptionVocabulary
@@ -47,7 +48,9 @@ class CaptionOptions:
     force: bool = False
     chunk_s: int = 60
     decode_cpus: float = 1.0
+    decode_memory_mb: int = 512
     feature_cpus: float = 1.0
+    feature_memory_mb: int = 640
     feature_batch_size: int = 64
     inference_batch_size: int = 256
     inference_actors: int = 1
@@ -56,6 +59,8 @@ class CaptionOptions:
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     vocabulary: str | None = None
     ffmpeg: str | None = None
+    fetch: FetchOptions = field(default_factory=FetchOptions)
+    merge_with_speech: str | None = None
 
 
 @dataclass
@@ -102,36 +107,53 @@ def _rows(video: int, kind: str, seconds: np.ndarray, n_seconds: int, message: s
     }
 
 
-def decode_chunks(batch: dict, feature_config: dict, chunk_s: int, ffmpeg: str | None = None):
-    """One video per batch → batches of one-second window rows, then an end (or error) row."""
+def _failure(exc: Exception, uri: str) -> str:
+    """A decode/fetch exception → ``"reason: message"`` for the report."""
+    if isinstance(exc, DecodeError):
+        reason = exc.reason
+        if storage.is_s3(uri) and (reason == "not_found" or re.search(r"\b40[134]\b|Forbidden|Access Denied", str(exc))):
+            reason = "unreadable"  # a missing object or one we may not read
+        elif reason == "not_found":
+            reason = "unavailable"
+        return f"{reason}: {exc}"
+    if isinstance(exc, FetchError):
+        return f"{exc.reason}: {exc}"
+    return f"other: {type(exc).__name__}: {exc}"
+
+
+def decode_chunks(batch: dict, feature_config: dict, chunk_s: int, ffmpeg: str | None = None, fetch: dict | None = None):
+    """One video per batch → batches of one-second window rows, then an end (or error) row.
+
+    URLs are first fetched with yt-dlp into a scratch folder on this worker (deleted after);
+    local files and ``s3://`` objects (through a presigned URL) are decoded in place. ffmpeg's
+    output is read ``chunk_s`` seconds at a time, so a worker holds one chunk, not the video.
+    """
     cfg = FeatureConfig.from_dict(feature_config)
     empty = np.zeros((1, cfg.window_samples), dtype=np.float32)
     for video, uri in zip(batch["video"], batch["uri"], strict=True):
-        video = int(video)
+        video, uri = int(video), str(uri)
         second = 0
         try:
-            carry = np.zeros(0, dtype=np.float32)
-            for chunk in stream_audio(uri, chunk_s=chunk_s, sample_rate_hz=cfg.sample_rate_hz, ffmpeg=ffmpeg):
-                carry = np.concatenate([carry, chunk]) if carry.size else chunk
-                whole = carry.size // cfg.window_samples
-                if whole:
-                    windows = carry[: whole * cfg.window_samples].reshape(whole, cfg.window_samples)
-                    carry = carry[whole * cfg.window_samples :]
-                    yield _rows(video, "window", np.arange(second, second + whole), -1, "", windows)
-                    second += whole
-            tail = frame_windows(carry, cfg)  # the last partial second: padded if >= 0.5 s
-            if len(tail):
-                yield _rows(video, "window", np.arange(second, second + len(tail)), -1, "", tail)
-                second += len(tail)
+            with fetched(uri, FetchOptions(**(fetch or {}))) as source:
+                carry = np.zeros(0, dtype=np.float32)
+                for chunk in stream_audio(source, chunk_s=chunk_s, sample_rate_hz=cfg.sample_rate_hz, ffmpeg=ffmpeg):
+                    carry = np.concatenate([carry, chunk]) if carry.size else chunk
+                    whole = carry.size // cfg.window_samples
+                    if whole:
+                        windows = carry[: whole * cfg.window_samples].reshape(whole, cfg.window_samples)
+                        carry = carry[whole * cfg.window_samples :].copy()
+                        yield _rows(video, "window", np.arange(second, second + whole), -1, "", windows)
+                        second += whole
+                tail = frame_windows(carry, cfg)  # the last partial second: padded if >= 0.5 s
+                if len(tail):
+                    yield _rows(video, "window", np.arange(second, second + len(tail)), -1, "", tail)
+                    second += len(tail)
             if second == 0:
                 yield _rows(video, "error", np.array([0]), 0, "empty: the medium has no audio longer than half a second", empty)
             else:
                 yield _rows(video, "end", np.array([0]), second, "", empty)
-        except DecodeError as exc:
-            reason = "unavailable" if exc.reason == "not_found" else exc.reason
-            yield _rows(video, "error", np.array([0]), 0, f"{reason}: {exc}", empty)
-        except Exception as exc:
-            yield _rows(video, "error", np.array([0]), 0, f"other: {type(exc).__name__}: {exc}", empty)
+        except Exception as exc:  # noqa: BLE001 - one bad input fails alone, with its reason
+            yield _rows(video, "error", np.array([0]), 0, _failure(exc, uri), empty)
 
 
 def add_features(batch: dict, feature_config: dict, threads: int = 1) -> dict:
@@ -250,7 +272,9 @@ def caption_library(inputs: list[str], options: CaptionOptions, *, progress=None
     results: list[VideoResult] = [VideoResult(f.input, "failed", f.reason, f.message) for f in input_failures]
     todo: list[MediaItem] = []
     for item in items:
-        if not options.force and is_done(out, item, digest):
+        if item.size_bytes == 0:
+            results.append(VideoResult(item.uri, "failed", "empty", "zero-length file"))
+        elif not options.force and is_done(out, item, digest):
             results.append(VideoResult(item.uri, "skipped", "up_to_date", "outputs exist for this model and input version", output_uris(out, item)[0]))
         else:
             todo.append(item)
@@ -259,15 +283,21 @@ def caption_library(inputs: list[str], options: CaptionOptions, *, progress=None
         ds = ray.data.from_items([{"video": i, "uri": item.uri} for i, item in enumerate(todo)], override_num_blocks=len(todo))
         ds = ds.map_batches(
             decode_chunks,
-            fn_kwargs={"feature_config": cfg.to_dict(), "chunk_s": options.chunk_s, "ffmpeg": options.ffmpeg},
+            fn_kwargs={"feature_config": cfg.to_dict(), "chunk_s": options.chunk_s, "ffmpeg": options.ffmpeg, "fetch": asdict(options.fetch)},
             batch_size=1,
             num_cpus=options.decode_cpus,
+            # The memory figures are real requests (ffmpeg + one chunk + Ray's output block
+            # buffer of at most 128 MiB; a batch of windows and spectrograms) and, being
+            # different, keep decode, features and the actor pool as separate operators that
+            # Ray sizes on their own instead of fusing them into the inference actors.
+            memory=options.decode_memory_mb * 2**20,
         )
         ds = ds.map_batches(
             add_features,
             fn_kwargs={"feature_config": cfg.to_dict(), "threads": max(1, int(options.feature_cpus))},
             batch_size=options.feature_batch_size,
             num_cpus=options.feature_cpus,
+            memory=options.feature_memory_mb * 2**20,
         )
         ds = ds.map_batches(
             Classifier,
