@@ -83,9 +83,16 @@ def test_local_library_bad_inputs_rerun_and_change(ray_session, tmp_path, bundle
     assert changed[str(lib / "a/deeper/two.mkv")].status == "skipped"
     assert agreement(vtt_one.read_text(), per_second_truth(new_segments), caption_text) >= 0.85
 
-    # --force captions everything again.
-    forced = _by_input(caption_library([str(lib / "three.m4a")], _options(out, bundle_path, force=True)))
+    # --force captions again; --merge-with-speech adds the combined track where speech exists.
+    speech = tmp_path / "speech"
+    speech.mkdir()
+    (speech / "three.srt").write_text("1\n00:00:00,500 --> 00:00:02,000\nHello there.\n")
+    forced = _by_input(caption_library([str(lib / "three.m4a")], _options(out, bundle_path, force=True, merge_with_speech=str(speech))))
     assert forced[str(lib / "three.m4a")].status == "captioned"
+    sdh = webvtt.from_string((out / "three.sdh.vtt").read_text()).captions
+    assert forced[str(lib / "three.m4a")].sdh_vtt == str(out / "three.sdh.vtt")
+    assert [c.lines for c in sdh if "[" not in c.text] == [["Hello there."]]
+    assert len(sdh) == 1 + len(webvtt.from_string((out / "three.vtt").read_text()).captions)
 
 
 @pytest.mark.network

@@ -29,6 +29,7 @@ from sound_captions.bundle import ModelBundle, load_bundle
 from sound_captions.caption.fetch import FetchError, FetchOptions, fetched
 from sound_captions.caption.inputs import InputFailure, MediaItem, discover
 from sound_captions.caption.postprocess import Cue, PostprocessConfig, scores_to_cues
+from sound_captions.caption.speech import find_speech_track, merge_tracks, read_speech_cues
 from sound_captions.caption.vocabulary import CaptionVocabulary
 from sound_captions.caption.vtt import render_vtt
 from sound_captions.features import FeatureConfig, frame_windows, spectrogram, to_model_input
@@ -73,6 +74,7 @@ class VideoResult:
     duration_s: float = 0.0
     cue_count: int = 0
     top_labels: list[str] = field(default_factory=list)
+    sdh_vtt: str = ""  # the combined speech + sound track, with --merge-with-speech
 
 
 @dataclass
@@ -245,6 +247,16 @@ def write_outputs(out: str, item: MediaItem, scores: np.ndarray, cues: list[Cue]
     return vtt_uri
 
 
+def write_sdh(out: str, item: MediaItem, cues: list[Cue], speech_root: str) -> str | None:
+    """Write ``<out>/<rel>.sdh.vtt`` when ``<speech_root>/<rel>.vtt|.srt`` exists."""
+    speech_uri = find_speech_track(speech_root, item.rel)
+    if speech_uri is None:
+        return None
+    uri = storage.join(out, item.rel + ".sdh.vtt")
+    storage.write_text(uri, merge_tracks(read_speech_cues(speech_uri), cues))
+    return uri
+
+
 def top_labels(cues: list[Cue], k: int = 3) -> list[str]:
     seconds: dict[str, int] = defaultdict(int)
     for cue in cues:
@@ -329,10 +341,15 @@ def _gather(ds, todo, out, bundle, caption_text, digest, options, progress) -> l
             cues, _ = scores_to_cues(scores, bundle.labels, bundle.thresholds, caption_text, options.postprocess)
             try:
                 vtt_uri = write_outputs(out, item, scores, cues, bundle, digest)
+                sdh_uri = write_sdh(out, item, cues, options.merge_with_speech) if options.merge_with_speech else None
             except storage.StorageError as exc:
                 finished[video] = VideoResult(item.uri, "failed", "write_error", str(exc))
+            except Exception as exc:  # noqa: BLE001 - e.g. an unparsable speech file fails this video alone
+                finished[video] = VideoResult(item.uri, "failed", "speech_track", f"{type(exc).__name__}: {exc}")
             else:
-                finished[video] = VideoResult(item.uri, "captioned", "", "", vtt_uri, float(len(scores)), len(cues), top_labels(cues))
+                finished[video] = VideoResult(
+                    item.uri, "captioned", "", "", vtt_uri, float(len(scores)), len(cues), top_labels(cues), sdh_uri or ""
+                )
         if progress is not None:
             progress(finished[video])
 
@@ -364,6 +381,7 @@ REPORT_SCHEMA = pa.schema(
     [
         ("input", pa.string()), ("status", pa.string()), ("reason", pa.string()), ("message", pa.string()),
         ("output_vtt", pa.string()), ("duration_s", pa.float64()), ("cue_count", pa.int32()), ("top_labels", pa.list_(pa.string())),
+        ("sdh_vtt", pa.string()),
     ]
 )
 
