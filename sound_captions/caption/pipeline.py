@@ -61,6 +61,8 @@ class CaptionOptions:
     vocabulary: str | None = None
     ffmpeg: str | None = None
     fetch: FetchOptions = field(default_factory=FetchOptions)
+    max_block_mb: int = 16
+    object_store_limit_mb: int | None = None
     merge_with_speech: str | None = None
 
 
@@ -293,6 +295,15 @@ def caption_library(inputs: list[str], options: CaptionOptions, *, progress=None
     if todo:
         cfg = bundle.feature_config
         ds = ray.data.from_items([{"video": i, "uri": item.uri} for i, item in enumerate(todo)], override_num_blocks=len(todo))
+        # This run's own context (shared by the datasets derived from ``ds``): small blocks, so
+        # a worker hands on ~4 minutes of windows at a time (16 MiB of float32 at 16 kHz)
+        # instead of buffering 128 MiB; optionally a cap on the object store this run may fill.
+        context = ds.context
+        context.target_max_block_size = options.max_block_mb * 2**20
+        if options.object_store_limit_mb:
+            context.execution_options.resource_limits = context.execution_options.resource_limits.copy(
+                object_store_memory=options.object_store_limit_mb * 2**20
+            )
         ds = ds.map_batches(
             decode_chunks,
             fn_kwargs={"feature_config": cfg.to_dict(), "chunk_s": options.chunk_s, "ffmpeg": options.ffmpeg, "fetch": asdict(options.fetch)},
