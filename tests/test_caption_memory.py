@@ -19,8 +19,8 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 import pytest
-
 from caption_fixtures import tiny_bundle
+
 from sound_captions.audio import ffmpeg_exe
 from sound_captions.testing.media import make_media
 

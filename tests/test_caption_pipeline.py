@@ -10,8 +10,8 @@ import time
 import pyarrow.parquet as pq
 import pytest
 import webvtt
-
 from caption_fixtures import BAD, LIBRARY, agreement, make_library, tiny_bundle
+
 from sound_captions import storage
 from sound_captions.bundle import load_bundle
 from sound_captions.caption.pipeline import CaptionOptions, caption_library
@@ -43,7 +43,7 @@ def test_local_library_bad_inputs_rerun_and_change(ray_session, tmp_path, bundle
     run = caption_library([str(lib)], _options(out, bundle_path))
     results = _by_input(run)
     assert len(results) == len(LIBRARY) + len(BAD)
-    for rel, (suffix, segments) in LIBRARY.items():
+    for rel, (suffix, _) in LIBRARY.items():
         r = results[str(lib / (rel + suffix))]
         assert r.status == "captioned", r
         assert r.duration_s == len(truth[rel])

@@ -131,7 +131,7 @@ def test_any_scores_give_cues_that_meet_the_style(rows, smoothing):
     cfg = PostprocessConfig(smoothing=smoothing)
     cues, active = scores_to_cues(scores, LABELS, THRESHOLDS, TEXT, cfg)
     assert active.sum(axis=1).max() <= cfg.max_simultaneous
-    assert all(1000 <= c.duration_ms <= 7000 and 0 <= c.start_ms and c.end_ms <= len(rows) * 1000 for c in cues)
+    assert all(1000 <= c.duration_ms <= 7000 and c.start_ms >= 0 and c.end_ms <= len(rows) * 1000 for c in cues)
     for t in range(len(rows)):
         assert sum(c.start_ms <= t * 1000 < c.end_ms for c in cues) <= cfg.max_simultaneous
     assert style_violations(render_vtt(cues)) == []

@@ -8,8 +8,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sound_captions.caption.postprocess import Cue
-from sound_captions.caption.vocabulary import CaptionTextError, CaptionVocabulary, check_caption_text
-from sound_captions.caption.vtt import TOP_SETTINGS, format_timestamp, render_vtt, style_violations, wrap_caption
+from sound_captions.caption.vocabulary import (
+    CaptionTextError,
+    CaptionVocabulary,
+    check_caption_text,
+)
+from sound_captions.caption.vtt import (
+    TOP_SETTINGS,
+    format_timestamp,
+    render_vtt,
+    style_violations,
+    wrap_caption,
+)
 from sound_captions.ontology import Ontology
 
 
