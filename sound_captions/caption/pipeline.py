@@ -42,7 +42,28 @@ _NOTE = re.compile(r"^NOTE sound-captions bundle=(\S+) input=(.*)$", re.M)
 
 @dataclass(frozen=True)
 class CaptionOptions:
-    """A caption run's settings (the same keys on the CLI and in ``jobs/`` configs)."""
+    """A caption run's settings (the same keys on the CLI and in ``jobs/`` configs).
+
+    Attributes:
+        out: output folder (local or ``s3://``); mirrors the inputs' layout.
+        model: model bundle URI.
+        force: caption again even when the outputs are up to date.
+        chunk_s: seconds of audio a decode worker reads from ffmpeg at a time.
+        decode_cpus / decode_memory_mb: resources of one decode task (ffmpeg + one chunk + one
+            output block).
+        feature_cpus / feature_memory_mb: resources of one spectrogram task.
+        feature_batch_size: windows per spectrogram batch.
+        inference_batch_size: windows per model forward pass.
+        inference_actors: upper size of the inference actor pool.
+        cpus_per_actor / gpus_per_actor: resources of one inference actor (``num_gpus`` when > 0).
+        postprocess: smoothing and cue rules.
+        vocabulary: CSV replacing the bundle's caption texts.
+        ffmpeg: ffmpeg binary (default: imageio-ffmpeg's).
+        fetch: yt-dlp settings for URL inputs.
+        merge_with_speech: folder of speech subtitles; writes ``<rel>.sdh.vtt`` where one exists.
+        max_block_mb: Ray Data block size for this run (bounds what a worker buffers).
+        object_store_limit_mb: cap on the object store memory this run's stages may fill.
+    """
 
     out: str
     model: str
