@@ -59,7 +59,7 @@ def _sample(root: psutil.Process, peak: dict) -> None:
 
 def _caption_measured(media: Path, out: Path, bundle: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
-    for key in ("AWS_ENDPOINT_URL",):
+    for key in ("AWS_ENDPOINT_URL", "RAY_ADDRESS"):  # its own local Ray, even inside a test session
         env.pop(key, None)
     cmd = [sys.executable, "-m", "sound_captions.cli", "--num-cpus", "4", "caption", str(media), "--model", str(bundle),
            "--out", str(out), "--chunk-s", "60", "--object-store-limit-mb", "400", "--inference-actors", "1"]

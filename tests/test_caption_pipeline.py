@@ -154,3 +154,21 @@ def test_unreadable_s3_object_fails_alone(ray_session, tmp_path, s3_bucket, bund
     rows = list(decode_chunks({"video": [0], "uri": [f"s3://{s3_bucket}/missing.mp4"]}, FeatureConfig().to_dict(), chunk_s=4))
     assert len(rows) == 1 and rows[0]["kind"][0] == "error"
     assert rows[0]["message"][0].startswith("unreadable: ")
+
+
+def test_cli_exit_status_says_whether_any_input_failed(ray_session, tmp_path, bundle_path):
+    from click.testing import CliRunner
+
+    from sound_captions.cli import main
+    from sound_captions.testing.media import make_corrupt
+
+    good = make_media(tmp_path / "lib" / "good.mp4", [("beep", 3), ("noise", 3)], seed=21)
+    bad = make_corrupt(tmp_path / "lib" / "bad.mp4")
+    out = tmp_path / "out"
+    args = ["caption", "--model", str(bundle_path), "--out", str(out), "--chunk-s", "4", "--smoothing", "viterbi"]
+    first = CliRunner().invoke(main, [*args, str(good), str(bad)])
+    assert first.exit_code == 1, first.output
+    assert "captioned: 1" in first.output and "failed: 1" in first.output and "decode_error" in first.output
+    again = CliRunner().invoke(main, [*args, str(good)])  # already done: skipped, nothing failed
+    assert again.exit_code == 0, again.output
+    assert "skipped: 1" in again.output
