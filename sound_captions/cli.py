@@ -270,12 +270,26 @@ def train_cmd(
 @click.option("--force", is_flag=True, help="Caption again even when outputs are up to date.")
 @click.option("--smoothing", type=click.Choice(["hysteresis", "viterbi", "none"]), default="hysteresis", show_default=True)
 @click.option("--vocabulary", default=None, help="CSV (mid,display_name,caption) replacing the packaged caption texts.")
-@click.option("--inference-actors", default=1, show_default=True)
+@click.option("--merge-with-speech", "merge_with_speech", default=None, metavar="DIR_OR_URI",
+              help="Folder of speech subtitles (<rel>.vtt or .srt); writes <out>/<rel>.sdh.vtt with both.")
+@click.option("--chunk-s", default=60, show_default=True, help="Seconds of audio decoded per chunk (memory per decode worker).")
+@click.option("--decode-cpus", default=1.0, show_default=True, help="CPUs per decode task.")
+@click.option("--feature-cpus", default=1.0, show_default=True, help="CPUs per spectrogram task.")
+@click.option("--feature-batch-size", default=64, show_default=True)
+@click.option("--inference-actors", default=1, show_default=True, help="Upper size of the inference actor pool.")
+@click.option("--cpus-per-actor", default=1.0, show_default=True)
 @click.option("--gpus-per-actor", default=0.0, show_default=True)
-@click.option("--batch-size", "inference_batch_size", default=256, show_default=True)
+@click.option("--batch-size", "inference_batch_size", default=256, show_default=True, help="Inference batch (windows).")
+@click.option("--object-store-limit-mb", type=int, default=None, help="Cap on the object store this run may fill.")
+@click.option("--scratch-dir", default=None, help="Where URL inputs are fetched (default: the temp dir).")
 @click.pass_context
-def caption(ctx, inputs, model, out, force, smoothing, vocabulary, inference_actors, gpus_per_actor, inference_batch_size):
-    """Caption every video in INPUTS (folders, s3:// prefixes, URL lists, files)."""
+def caption(ctx, inputs, model, out, force, smoothing, vocabulary, merge_with_speech, chunk_s, decode_cpus, feature_cpus,
+            feature_batch_size, inference_actors, cpus_per_actor, gpus_per_actor, inference_batch_size, object_store_limit_mb, scratch_dir):
+    """Caption every video in INPUTS (folders, s3:// prefixes, URL lists, files).
+
+    Exit status 1 when any input failed (the report lists each with its reason).
+    """
+    from sound_captions.caption.fetch import FetchOptions
     from sound_captions.caption.pipeline import CaptionOptions, caption_library, summary_text
     from sound_captions.caption.postprocess import PostprocessConfig
 
@@ -284,7 +298,10 @@ def caption(ctx, inputs, model, out, force, smoothing, vocabulary, inference_act
         list(inputs),
         CaptionOptions(
             out=out, model=model, force=force, postprocess=PostprocessConfig(smoothing=smoothing), vocabulary=vocabulary,
-            inference_actors=inference_actors, gpus_per_actor=gpus_per_actor, inference_batch_size=inference_batch_size,
+            merge_with_speech=merge_with_speech, chunk_s=chunk_s, decode_cpus=decode_cpus, feature_cpus=feature_cpus,
+            feature_batch_size=feature_batch_size, inference_actors=inference_actors, cpus_per_actor=cpus_per_actor,
+            gpus_per_actor=gpus_per_actor, inference_batch_size=inference_batch_size,
+            object_store_limit_mb=object_store_limit_mb, fetch=FetchOptions(scratch_dir=scratch_dir),
         ),
         progress=lambda r: click.echo(f"{r.status:<9} {r.input}" + (f"  ({r.reason})" if r.reason and r.status == "failed" else ""), err=True),
     )

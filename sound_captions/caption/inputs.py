@@ -62,8 +62,15 @@ def discover(inputs: list[str], extensions: tuple[str, ...] = MEDIA_EXTENSIONS) 
                     line = line.strip()
                     if not line or line.startswith("#"):
                         continue
-                    if storage.is_url(line) or storage.is_s3(line):
+                    if storage.is_url(line):
                         items.append(MediaItem(line, _url_rel(line), line))
+                    elif storage.is_s3(line):
+                        try:
+                            info = storage.stat(line)
+                        except storage.StorageError as exc:
+                            failures.append(InputFailure(line, "unreadable", str(exc)))
+                        else:
+                            items.append(MediaItem(line, _url_rel(line), f"{info.size_bytes}:{info.version}", info.size_bytes))
                     else:
                         failures.append(InputFailure(line, "bad_uri", f"not a URL (in {text})"))
             elif storage.is_s3(text) and text.lower().endswith(extensions):

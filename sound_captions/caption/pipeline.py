@@ -26,8 +26,10 @@ import pyarrow.parquet as pq
 from sound_captions import storage
 from sound_captions.audio import DecodeError, stream_audio
 from sound_captions.bundle import ModelBundle, load_bundle
+from sound_captions.caption.fetch import FetchError, FetchOptions, fetched
 from sound_captions.caption.inputs import InputFailure, MediaItem, discover
 from sound_captions.caption.postprocess import Cue, PostprocessConfig, scores_to_cues
+from sound_captions.caption.speech import find_speech_track, merge_tracks, read_speech_cues
 from sound_captions.caption.vocabulary import CaptionVocabulary
 from sound_captions.caption.vtt import render_vtt
 from sound_captions.features import FeatureConfig, frame_windows, spectrogram, to_model_input
@@ -40,14 +42,37 @@ _NOTE = re.compile(r"^NOTE sound-captions bundle=(\S+) input=(.*)$", re.M)
 
 @dataclass(frozen=True)
 class CaptionOptions:
-    """A caption run's settings (the same keys on the CLI and in ``jobs/`` configs)."""
+    """A caption run's settings (the same keys on the CLI and in ``jobs/`` configs).
+
+    Attributes:
+        out: output folder (local or ``s3://``); mirrors the inputs' layout.
+        model: model bundle URI.
+        force: caption again even when the outputs are up to date.
+        chunk_s: seconds of audio a decode worker reads from ffmpeg at a time.
+        decode_cpus / decode_memory_mb: resources of one decode task (ffmpeg + one chunk + one
+            output block).
+        feature_cpus / feature_memory_mb: resources of one spectrogram task.
+        feature_batch_size: windows per spectrogram batch.
+        inference_batch_size: windows per model forward pass.
+        inference_actors: upper size of the inference actor pool.
+        cpus_per_actor / gpus_per_actor: resources of one inference actor (``num_gpus`` when > 0).
+        postprocess: smoothing and cue rules.
+        vocabulary: CSV replacing the bundle's caption texts.
+        ffmpeg: ffmpeg binary (default: imageio-ffmpeg's).
+        fetch: yt-dlp settings for URL inputs.
+        merge_with_speech: folder of speech subtitles; writes ``<rel>.sdh.vtt`` where one exists.
+        max_block_mb: Ray Data block size for this run (bounds what a worker buffers).
+        object_store_limit_mb: cap on the object store memory this run's stages may fill.
+    """
 
     out: str
     model: str
     force: bool = False
     chunk_s: int = 60
     decode_cpus: float = 1.0
+    decode_memory_mb: int = 512
     feature_cpus: float = 1.0
+    feature_memory_mb: int = 640
     feature_batch_size: int = 64
     inference_batch_size: int = 256
     inference_actors: int = 1
@@ -56,6 +81,10 @@ class CaptionOptions:
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     vocabulary: str | None = None
     ffmpeg: str | None = None
+    fetch: FetchOptions = field(default_factory=FetchOptions)
+    max_block_mb: int = 16
+    object_store_limit_mb: int | None = None
+    merge_with_speech: str | None = None
 
 
 @dataclass
@@ -68,6 +97,7 @@ class VideoResult:
     duration_s: float = 0.0
     cue_count: int = 0
     top_labels: list[str] = field(default_factory=list)
+    sdh_vtt: str = ""  # the combined speech + sound track, with --merge-with-speech
 
 
 @dataclass
@@ -102,36 +132,53 @@ def _rows(video: int, kind: str, seconds: np.ndarray, n_seconds: int, message: s
     }
 
 
-def decode_chunks(batch: dict, feature_config: dict, chunk_s: int, ffmpeg: str | None = None):
-    """One video per batch → batches of one-second window rows, then an end (or error) row."""
+def _failure(exc: Exception, uri: str) -> str:
+    """A decode/fetch exception → ``"reason: message"`` for the report."""
+    if isinstance(exc, DecodeError):
+        reason = exc.reason
+        if storage.is_s3(uri) and (reason == "not_found" or re.search(r"\b40[134]\b|Forbidden|Access Denied", str(exc))):
+            reason = "unreadable"  # a missing object or one we may not read
+        elif reason == "not_found":
+            reason = "unavailable"
+        return f"{reason}: {exc}"
+    if isinstance(exc, FetchError):
+        return f"{exc.reason}: {exc}"
+    return f"other: {type(exc).__name__}: {exc}"
+
+
+def decode_chunks(batch: dict, feature_config: dict, chunk_s: int, ffmpeg: str | None = None, fetch: dict | None = None):
+    """One video per batch → batches of one-second window rows, then an end (or error) row.
+
+    URLs are first fetched with yt-dlp into a scratch folder on this worker (deleted after);
+    local files and ``s3://`` objects (through a presigned URL) are decoded in place. ffmpeg's
+    output is read ``chunk_s`` seconds at a time, so a worker holds one chunk, not the video.
+    """
     cfg = FeatureConfig.from_dict(feature_config)
     empty = np.zeros((1, cfg.window_samples), dtype=np.float32)
     for video, uri in zip(batch["video"], batch["uri"], strict=True):
-        video = int(video)
+        video, uri = int(video), str(uri)
         second = 0
         try:
-            carry = np.zeros(0, dtype=np.float32)
-            for chunk in stream_audio(uri, chunk_s=chunk_s, sample_rate_hz=cfg.sample_rate_hz, ffmpeg=ffmpeg):
-                carry = np.concatenate([carry, chunk]) if carry.size else chunk
-                whole = carry.size // cfg.window_samples
-                if whole:
-                    windows = carry[: whole * cfg.window_samples].reshape(whole, cfg.window_samples)
-                    carry = carry[whole * cfg.window_samples :]
-                    yield _rows(video, "window", np.arange(second, second + whole), -1, "", windows)
-                    second += whole
-            tail = frame_windows(carry, cfg)  # the last partial second: padded if >= 0.5 s
-            if len(tail):
-                yield _rows(video, "window", np.arange(second, second + len(tail)), -1, "", tail)
-                second += len(tail)
+            with fetched(uri, FetchOptions(**(fetch or {}))) as source:
+                carry = np.zeros(0, dtype=np.float32)
+                for chunk in stream_audio(source, chunk_s=chunk_s, sample_rate_hz=cfg.sample_rate_hz, ffmpeg=ffmpeg):
+                    carry = np.concatenate([carry, chunk]) if carry.size else chunk
+                    whole = carry.size // cfg.window_samples
+                    if whole:
+                        windows = carry[: whole * cfg.window_samples].reshape(whole, cfg.window_samples)
+                        carry = carry[whole * cfg.window_samples :].copy()
+                        yield _rows(video, "window", np.arange(second, second + whole), -1, "", windows)
+                        second += whole
+                tail = frame_windows(carry, cfg)  # the last partial second: padded if >= 0.5 s
+                if len(tail):
+                    yield _rows(video, "window", np.arange(second, second + len(tail)), -1, "", tail)
+                    second += len(tail)
             if second == 0:
                 yield _rows(video, "error", np.array([0]), 0, "empty: the medium has no audio longer than half a second", empty)
             else:
                 yield _rows(video, "end", np.array([0]), second, "", empty)
-        except DecodeError as exc:
-            reason = "unavailable" if exc.reason == "not_found" else exc.reason
-            yield _rows(video, "error", np.array([0]), 0, f"{reason}: {exc}", empty)
-        except Exception as exc:
-            yield _rows(video, "error", np.array([0]), 0, f"other: {type(exc).__name__}: {exc}", empty)
+        except Exception as exc:  # noqa: BLE001 - one bad input fails alone, with its reason
+            yield _rows(video, "error", np.array([0]), 0, _failure(exc, uri), empty)
 
 
 def add_features(batch: dict, feature_config: dict, threads: int = 1) -> dict:
@@ -223,6 +270,16 @@ def write_outputs(out: str, item: MediaItem, scores: np.ndarray, cues: list[Cue]
     return vtt_uri
 
 
+def write_sdh(out: str, item: MediaItem, cues: list[Cue], speech_root: str) -> str | None:
+    """Write ``<out>/<rel>.sdh.vtt`` when ``<speech_root>/<rel>.vtt|.srt`` exists."""
+    speech_uri = find_speech_track(speech_root, item.rel)
+    if speech_uri is None:
+        return None
+    uri = storage.join(out, item.rel + ".sdh.vtt")
+    storage.write_text(uri, merge_tracks(read_speech_cues(speech_uri), cues))
+    return uri
+
+
 def top_labels(cues: list[Cue], k: int = 3) -> list[str]:
     seconds: dict[str, int] = defaultdict(int)
     for cue in cues:
@@ -250,24 +307,41 @@ def caption_library(inputs: list[str], options: CaptionOptions, *, progress=None
     results: list[VideoResult] = [VideoResult(f.input, "failed", f.reason, f.message) for f in input_failures]
     todo: list[MediaItem] = []
     for item in items:
-        if not options.force and is_done(out, item, digest):
+        if item.size_bytes == 0:
+            results.append(VideoResult(item.uri, "failed", "empty", "zero-length file"))
+        elif not options.force and is_done(out, item, digest):
             results.append(VideoResult(item.uri, "skipped", "up_to_date", "outputs exist for this model and input version", output_uris(out, item)[0]))
         else:
             todo.append(item)
     if todo:
         cfg = bundle.feature_config
         ds = ray.data.from_items([{"video": i, "uri": item.uri} for i, item in enumerate(todo)], override_num_blocks=len(todo))
+        # This run's own context (shared by the datasets derived from ``ds``): small blocks, so
+        # a worker hands on ~4 minutes of windows at a time (16 MiB of float32 at 16 kHz)
+        # instead of buffering 128 MiB; optionally a cap on the object store this run may fill.
+        context = ds.context
+        context.target_max_block_size = options.max_block_mb * 2**20
+        if options.object_store_limit_mb:
+            context.execution_options.resource_limits = context.execution_options.resource_limits.copy(
+                object_store_memory=options.object_store_limit_mb * 2**20
+            )
         ds = ds.map_batches(
             decode_chunks,
-            fn_kwargs={"feature_config": cfg.to_dict(), "chunk_s": options.chunk_s, "ffmpeg": options.ffmpeg},
+            fn_kwargs={"feature_config": cfg.to_dict(), "chunk_s": options.chunk_s, "ffmpeg": options.ffmpeg, "fetch": asdict(options.fetch)},
             batch_size=1,
             num_cpus=options.decode_cpus,
+            # The memory figures are real requests (ffmpeg + one chunk + Ray's output block
+            # buffer of at most 128 MiB; a batch of windows and spectrograms) and, being
+            # different, keep decode, features and the actor pool as separate operators that
+            # Ray sizes on their own instead of fusing them into the inference actors.
+            memory=options.decode_memory_mb * 2**20,
         )
         ds = ds.map_batches(
             add_features,
             fn_kwargs={"feature_config": cfg.to_dict(), "threads": max(1, int(options.feature_cpus))},
             batch_size=options.feature_batch_size,
             num_cpus=options.feature_cpus,
+            memory=options.feature_memory_mb * 2**20,
         )
         ds = ds.map_batches(
             Classifier,
@@ -299,10 +373,15 @@ def _gather(ds, todo, out, bundle, caption_text, digest, options, progress) -> l
             cues, _ = scores_to_cues(scores, bundle.labels, bundle.thresholds, caption_text, options.postprocess)
             try:
                 vtt_uri = write_outputs(out, item, scores, cues, bundle, digest)
+                sdh_uri = write_sdh(out, item, cues, options.merge_with_speech) if options.merge_with_speech else None
             except storage.StorageError as exc:
                 finished[video] = VideoResult(item.uri, "failed", "write_error", str(exc))
+            except Exception as exc:  # noqa: BLE001 - e.g. an unparsable speech file fails this video alone
+                finished[video] = VideoResult(item.uri, "failed", "speech_track", f"{type(exc).__name__}: {exc}")
             else:
-                finished[video] = VideoResult(item.uri, "captioned", "", "", vtt_uri, float(len(scores)), len(cues), top_labels(cues))
+                finished[video] = VideoResult(
+                    item.uri, "captioned", "", "", vtt_uri, float(len(scores)), len(cues), top_labels(cues), sdh_uri or ""
+                )
         if progress is not None:
             progress(finished[video])
 
@@ -334,6 +413,7 @@ REPORT_SCHEMA = pa.schema(
     [
         ("input", pa.string()), ("status", pa.string()), ("reason", pa.string()), ("message", pa.string()),
         ("output_vtt", pa.string()), ("duration_s", pa.float64()), ("cue_count", pa.int32()), ("top_labels", pa.list_(pa.string())),
+        ("sdh_vtt", pa.string()),
     ]
 )
 
