@@ -418,6 +418,12 @@ REPORT_SCHEMA = pa.schema(
 )
 
 
+def _one_line(message: str, limit: int = 300) -> str:
+    """ffmpeg's multi-line stderr as one readable line of the summary (the report keeps it all)."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def summary_text(run: CaptionRun) -> str:
     counts = run.counts()
     hours = sum(r.duration_s for r in run.results if r.status == "captioned") / 3600
@@ -430,7 +436,7 @@ def summary_text(run: CaptionRun) -> str:
     failed = run.failed
     if failed:
         lines.append("failed inputs:")
-        lines += [f"  {r.input}: {r.reason}: {r.message}" for r in failed]
+        lines += [f"  {r.input}: {r.reason}: {_one_line(r.message)}" for r in failed]
     return "\n".join(lines) + "\n"
 
 
