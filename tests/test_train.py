@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -108,15 +109,24 @@ def test_same_seed_same_bundle_streaming_or_in_memory(small_dataset, tmp_path):
     assert bundle_a.thresholds == bundle_b.thresholds
 
 
-def _train_worker_processes() -> list:
-    """This test session's Ray Train worker processes (descendants of this process: the raylet
-    that ray.init started here forks them), so runs of other Ray sessions are never touched."""
+def _train_worker_processes(started_after: float) -> list:
+    """This run's live Ray Train worker processes: descendants of this process (the raylet that
+    ray.init started here forks them, so other Ray sessions are never touched), started after
+    ``started_after`` (earlier tests' workers may still be exiting), not zombies."""
     import psutil
 
     found = []
     for proc in psutil.Process().children(recursive=True):
         try:
-            if "RayTrainWorker" in " ".join(proc.cmdline()):
+            parent = proc.parent()
+            if (
+                "RayTrainWorker" in " ".join(proc.cmdline())
+                and proc.create_time() >= started_after
+                and proc.status() != psutil.STATUS_ZOMBIE
+                # the actor's own process, not a helper process it forked (which keeps its title)
+                and parent is not None
+                and "RayTrainWorker" not in " ".join(parent.cmdline())
+            ):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
@@ -130,18 +140,35 @@ def _epochs_written(out) -> list[int]:
     return [h["epoch"] for h in _history(out)]  # metrics.jsonl is replaced atomically
 
 
-def _kill_a_worker_after_epoch(out, epoch: int, record: dict, stop: threading.Event) -> None:
-    """Wait until ``epoch`` is in metrics.jsonl (so the checkpoint of ``epoch - 1`` is stored),
-    then SIGKILL one training worker process."""
+def _registered_checkpoint_epoch(out, name: str) -> int | None:
+    """The epoch of the latest checkpoint Ray Train's controller has registered (it writes
+    ``checkpoint_manager_snapshot.json`` when it does); ``None`` before the first one. A report a
+    worker made but the controller has not collected yet is lost when the workers die."""
+    path = out / name / "checkpoint_manager_snapshot.json"
+    try:
+        latest = json.loads(path.read_text()).get("latest_checkpoint_result")
+    except (OSError, ValueError):
+        return None
+    return None if not latest else int(latest["metrics"]["epoch"])
+
+
+def _kill_workers_after_checkpoint(
+    out, name: str, record: dict, stop: threading.Event, started_after: float
+) -> None:
+    """Wait until the controller has registered a checkpoint, then SIGKILL the run's workers."""
     while not stop.is_set():
-        seen = _epochs_written(out)
-        if seen and max(seen) >= epoch:
-            workers = _train_worker_processes()
+        registered = _registered_checkpoint_epoch(out, name)
+        if registered is not None:
+            workers = _train_worker_processes(started_after)
             if workers:
-                victim = workers[0]
-                victim.send_signal(signal.SIGKILL)
+                # Every worker process of the group: which process is which rank is not visible
+                # from outside, and a process outside the group would survive the kill unnoticed.
+                for victim in workers:
+                    victim.send_signal(signal.SIGKILL)
                 record.update(
-                    pid=victim.pid, seen_before=max(seen), seen_after=max(_epochs_written(out))
+                    pids=[w.pid for w in workers],
+                    registered=registered,
+                    seen=max(_epochs_written(out), default=-1),
                 )
                 return
         stop.wait(0.05)
@@ -155,11 +182,13 @@ def test_killed_worker_resumes_from_its_last_checkpoint(small_dataset, tmp_path)
     import psutil
 
     out = tmp_path / "run"
-    epochs = 4
+    epochs = 6  # the kill lands after the first registered checkpoint; the rest leaves time for it
     record: dict = {}
     stop = threading.Event()
     killer = threading.Thread(
-        target=_kill_a_worker_after_epoch, args=(out, 1, record, stop), daemon=True
+        target=_kill_workers_after_checkpoint,
+        args=(out, "killed-worker", record, stop, time.time() - 1.0),
+        daemon=True,
     )
     killer.start()
     try:
@@ -181,18 +210,19 @@ def test_killed_worker_resumes_from_its_last_checkpoint(small_dataset, tmp_path)
     finally:
         stop.set()
         killer.join(timeout=60)
-    assert "pid" in record, "the run finished before a worker could be killed"
-    assert (
-        not psutil.pid_exists(record["pid"])
-        or psutil.Process(record["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert "pids" in record, "the run finished before a worker could be killed"
+    assert all(
+        not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        for pid in record["pids"]
     )
 
     history = _history(out)
     assert [h["epoch"] for h in history] == list(range(epochs)), "every epoch once, in order"
-    restart = min(h["attempt_start_epoch"] for h in history if h["attempt_start_epoch"] > 0)
-    # The killed attempt had stored the checkpoint of epoch seen_before - 1 (its epoch
-    # seen_before was running or reporting): the new attempt starts right after a stored one.
-    assert record["seen_before"] <= restart <= record["seen_after"] + 1
+    restarted = [h["attempt_start_epoch"] for h in history if h["attempt_start_epoch"] > 0]
+    assert restarted, f"no epoch ran in a restarted attempt (kill: {record}; history: {history})"
+    restart = min(restarted)
+    # The new attempt starts right after a checkpoint the controller had registered by the kill.
+    assert record["registered"] + 1 <= restart <= record["seen"] + 1
     assert [h["attempt_start_epoch"] for h in history] == [0] * restart + [restart] * (
         epochs - restart
     )
