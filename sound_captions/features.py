@@ -191,6 +191,23 @@ def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return spectrogram(windows, cfg).numpy()
 
 
+def spectrograms_where(windows: np.ndarray, keep: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Spectrograms (n, H, W, C) float16 of the windows where ``keep`` is true; zeros elsewhere
+    (rows that carry a failure or an end mark through a pipeline, not audio)."""
+    keep = np.asarray(keep, dtype=bool)
+    out = np.zeros((len(keep), *cfg.shape), dtype=np.float16)
+    if keep.any():
+        out[keep] = spectrogram(windows[keep], cfg).numpy().astype(np.float16)
+    return out
+
+
+def pin_torch_threads(threads: float) -> None:
+    """Let torch use as many threads as the CPUs a Ray task or actor was given (at least 1)."""
+    wanted = max(1, int(threads))
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+
+
 def to_model_input(batch_hwc: np.ndarray | torch.Tensor) -> torch.Tensor:
     """Stored (N, H, W, C) spectrograms (any float dtype) → model input (N, C, H, W) float32."""
     x = torch.as_tensor(batch_hwc)

@@ -24,7 +24,7 @@ from sound_captions.augment import BatchAugmentConfig, apply_batch_augment
 from sound_captions.bundle import ModelBundle, save_bundle
 from sound_captions.caption.vocabulary import CaptionVocabulary
 from sound_captions.dataset import shards
-from sound_captions.features import to_model_input
+from sound_captions.features import pin_torch_threads, to_model_input
 from sound_captions.metrics import mean_average_precision, tune_thresholds
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def train_loop_per_worker(config: dict) -> None:
     torch.manual_seed(cfg.seed + rank)
     np.random.seed(cfg.seed + rank)
     if not torch.cuda.is_available():
-        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+        pin_torch_threads(cfg.cpus_per_worker)
     model = build_model(cfg.model, len(vocabulary), input_shape, **cfg.hparams)
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()

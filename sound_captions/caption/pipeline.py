@@ -32,7 +32,13 @@ from sound_captions.caption.postprocess import Cue, PostprocessConfig, scores_to
 from sound_captions.caption.speech import find_speech_track, merge_tracks, read_speech_cues
 from sound_captions.caption.vocabulary import CaptionVocabulary
 from sound_captions.caption.vtt import render_vtt
-from sound_captions.features import FeatureConfig, frame_windows, spectrogram, to_model_input
+from sound_captions.features import (
+    FeatureConfig,
+    frame_windows,
+    pin_torch_threads,
+    spectrograms_where,
+    to_model_input,
+)
 
 log = logging.getLogger(__name__)
 
@@ -183,17 +189,9 @@ def decode_chunks(batch: dict, feature_config: dict, chunk_s: int, ffmpeg: str |
 
 def add_features(batch: dict, feature_config: dict, threads: int = 1) -> dict:
     """Window rows → spectrogram rows (other rows get zeros)."""
-    import torch
-
-    if torch.get_num_threads() != max(1, int(threads)):
-        torch.set_num_threads(max(1, int(threads)))
-    cfg = FeatureConfig.from_dict(feature_config)
+    pin_torch_threads(threads)
     windows = batch.pop("window")
-    is_window = np.asarray(batch["kind"] == "window", dtype=bool)
-    spec = np.zeros((len(is_window), *cfg.shape), dtype=np.float16)
-    if is_window.any():
-        spec[is_window] = spectrogram(windows[is_window], cfg).numpy().astype(np.float16)
-    batch["spectrogram"] = spec
+    batch["spectrogram"] = spectrograms_where(windows, batch["kind"] == "window", FeatureConfig.from_dict(feature_config))
     return batch
 
 
@@ -206,7 +204,7 @@ class Classifier:
         self.bundle = load_bundle(model)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu":
-            torch.set_num_threads(max(1, int(threads)))
+            pin_torch_threads(threads)
         self.model = self.bundle.build_model().to(self.device)
 
     def __call__(self, batch: dict) -> dict:

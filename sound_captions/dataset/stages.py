@@ -24,7 +24,8 @@ from sound_captions.dataset.augmentation import (
     clip_versions,
     together_sequences,
 )
-from sound_captions.features import FeatureConfig, spectrogram
+from sound_captions.features import FeatureConfig, pin_torch_threads, spectrograms_where
+from sound_captions.sources.requests import optional_seconds
 
 REQUEST_COLUMNS = ("clip_id", "source", "start_s", "end_s", "labels", "split")
 
@@ -46,13 +47,6 @@ def split_labels(text) -> list[str]:
     if not isinstance(text, str):
         return [str(x) for x in text]
     return [x for x in text.split(LABEL_SEPARATOR) if x]
-
-
-def _none_if_nan(value) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return None if value != value else value
 
 
 def _empty_window_batch(cfg: FeatureConfig) -> dict[str, list]:
@@ -77,8 +71,8 @@ def decode_windows(
     a row's ``second`` is the grid second its window starts in, ``start_s`` its exact start.
     """
     out = _empty_window_batch(cfg)
-    start_s = _none_if_nan(request.get("start_s"))
-    end_s = _none_if_nan(request.get("end_s"))
+    start_s = optional_seconds(request.get("start_s"))
+    end_s = optional_seconds(request.get("end_s"))
     media = media or request["source"]
     seek_s = start_s if offset_s is None else offset_s
     stop_s = None if end_s is None else (end_s - (start_s or 0.0) + (seek_s or 0.0))
@@ -139,11 +133,7 @@ def concat_batches(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray
 def add_spectrograms(batch: dict[str, np.ndarray], cfg: FeatureConfig) -> dict[str, np.ndarray]:
     """Window rows → the same rows with ``spectrogram`` (n, H, W, C) float16 and no ``window``."""
     windows = batch.pop("window")
-    ok = np.asarray([r == "" for r in batch["reason"]], dtype=bool)
-    spec = np.zeros((windows.shape[0], *cfg.shape), dtype=np.float16)
-    if ok.any():
-        spec[ok] = spectrogram(windows[ok], cfg).numpy().astype(np.float16)
-    batch["spectrogram"] = spec
+    batch["spectrogram"] = spectrograms_where(windows, [r == "" for r in batch["reason"]], cfg)
     return batch
 
 
@@ -160,7 +150,7 @@ def decode_stage(
         if request.get("fetch_reason"):
             parts.append(failure_batch(request, cfg, request["fetch_reason"], request.get("fetch_message", "")))
             continue
-        offset = _none_if_nan(request["media_offset_s"]) if "media_offset_s" in request else None
+        offset = optional_seconds(request["media_offset_s"]) if "media_offset_s" in request else None
         data = request.get("media_bytes")
         if data is not None and len(data):
             # the segment's bytes came with the row (it may have been downloaded on another node)
@@ -178,7 +168,7 @@ def decode_stage(
 def failure_batch(request: dict, cfg: FeatureConfig, reason: str, message: str) -> dict[str, np.ndarray]:
     """The one row that records why a whole clip could not be used."""
     out = _empty_window_batch(cfg)
-    start_s = _none_if_nan(request.get("start_s"))
+    start_s = optional_seconds(request.get("start_s"))
     for key, value in (
         ("clip_id", request["clip_id"]), ("source", request["source"]), ("second", -1),
         ("start_s", start_s if start_s is not None else 0.0),
@@ -192,10 +182,7 @@ def failure_batch(request: dict, cfg: FeatureConfig, reason: str, message: str) 
 
 def feature_stage(batch: dict[str, np.ndarray], feature_config: dict, threads: int = 1) -> dict[str, np.ndarray]:
     """Ray Data stage: window rows → spectrogram rows, torch threads pinned to the task's CPUs."""
-    import torch
-
-    if torch.get_num_threads() != max(1, int(threads)):
-        torch.set_num_threads(max(1, int(threads)))
+    pin_torch_threads(threads)
     return add_spectrograms(batch, FeatureConfig.from_dict(feature_config))
 
 

@@ -104,8 +104,8 @@ class ClipRequest:
         return cls(
             clip_id=str(row["clip_id"]),
             source=str(row["source"]),
-            start_s=_optional_seconds(row.get("start_s")),
-            end_s=_optional_seconds(row.get("end_s")),
+            start_s=optional_seconds(row.get("start_s")),
+            end_s=optional_seconds(row.get("end_s")),
             labels=tuple(str(x) for x in seq("labels")),
             origin=str(row.get("origin", "")),
             selected_labels=tuple(str(x) for x in seq("selected_labels")),
@@ -114,7 +114,7 @@ class ClipRequest:
         )
 
 
-def _optional_seconds(value: Any) -> Seconds | None:
+def optional_seconds(value: Any) -> Seconds | None:
     """None, NaN (how Arrow nulls arrive in numpy batches) → None; numbers → float."""
     if value is None:
         return None
