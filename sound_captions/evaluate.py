@@ -20,7 +20,6 @@ under ``labels_missing_from_dataset`` because the data was never annotated for t
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from sound_captions.bundle import ModelBundle, load_bundle
 from sound_captions.dataset import shards
 from sound_captions.features import to_model_input
 from sound_captions.metrics import average_precision, mean_average_precision, segment_metrics
+from sound_captions.plots import new_figure, save_png
 
 REPORT_FORMAT = "sound-captions/evaluation/1"
 REPORT_NAME = "report.json"
@@ -259,23 +259,6 @@ def _short(name: str, width: int = 28) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
-def _new_figure(width_in: float, height_in: float):
-    """A matplotlib Figure drawn by the Agg canvas (no pyplot, no global backend switch)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width_in, height_in), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save_png(fig, uri: str) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    storage.write_bytes(uri, buffer.getvalue())
-    return uri
-
-
 def _pr_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Precision and recall at every distinct score (descending), predicting ``score >= s``.
 
@@ -293,7 +276,7 @@ def _pr_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def plot_training_curves(bundle: ModelBundle, uri: str) -> str:
     history = [h for h in bundle.metrics.get("history", []) or [] if "epoch" in h]
-    fig = _new_figure(10, 4)
+    fig = new_figure(10, 4)
     loss_ax, map_ax = fig.subplots(1, 2)
     if not history:
         for ax in (loss_ax, map_ax):
@@ -307,7 +290,7 @@ def plot_training_curves(bundle: ModelBundle, uri: str) -> str:
             va="center",
             fontsize=13,
         )
-        return _save_png(fig, uri)
+        return save_png(fig, uri)
     epochs = [int(h["epoch"]) for h in history]
     losses = [float(h.get("train_loss", float("nan"))) for h in history]
     maps = [
@@ -334,7 +317,7 @@ def plot_training_curves(bundle: ModelBundle, uri: str) -> str:
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(f"Training curves — {bundle.architecture}")
-    return _save_png(fig, uri)
+    return save_png(fig, uri)
 
 
 def plot_pr_curves(report: dict, y_true: np.ndarray, scores: np.ndarray, uri: str) -> str:
@@ -345,7 +328,7 @@ def plot_pr_curves(report: dict, y_true: np.ndarray, scores: np.ndarray, uri: st
         if report["segment"]["class_wise"][m]["n_ref"] > 0
     ]
     shown = with_positives[:MAX_PR_CURVES]
-    fig = _new_figure(11, 6.5)
+    fig = new_figure(11, 6.5)
     ax = fig.subplots()
     colours = [f"C{k}" for k in range(10)]
     for k, mid in enumerate(shown):
@@ -397,7 +380,7 @@ def plot_pr_curves(report: dict, y_true: np.ndarray, scores: np.ndarray, uri: st
     ax.grid(alpha=0.3)
     if shown or y_true.any():
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
-    return _save_png(fig, uri)
+    return save_png(fig, uri)
 
 
 def plot_f1_per_label(report: dict, uri: str) -> str:
@@ -410,7 +393,7 @@ def plot_f1_per_label(report: dict, uri: str) -> str:
         return 0.0 if value != value else value  # NaN (never predicted / never present) → 0
 
     shown.sort(key=lambda m: (-f1(m), m))
-    fig = _new_figure(9, max(4.0, 1.4 + 0.32 * len(shown)))
+    fig = new_figure(9, max(4.0, 1.4 + 0.32 * len(shown)))
     ax = fig.subplots()
     if not shown:
         ax.set_axis_off()
@@ -438,7 +421,7 @@ def plot_f1_per_label(report: dict, uri: str) -> str:
     ax.set_xlabel("segment-based F1 (1-s windows)")
     subset = "" if len(shown) == len(active) else f", {len(shown)} of {len(active)} labels"
     ax.set_title(f"F1 per label at the bundle's thresholds (micro F1 {micro:.2f}{subset})")
-    return _save_png(fig, uri)
+    return save_png(fig, uri)
 
 
 def _log_count_ticks(peak: int) -> list[int]:
@@ -486,7 +469,7 @@ def plot_label_confusion(report: dict, uri: str) -> str:
     rows = [_short(names[m]) for m in shown] + ["(no reference label)"]
     cols = [_short(names[m]) for m in shown]
     panel_in = max(3.2, 0.4 * (n + 1))
-    fig = _new_figure(2.4 + 2 * panel_in + 1.8, panel_in + 4.6)
+    fig = new_figure(2.4 + 2 * panel_in + 1.8, panel_in + 4.6)
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [n + 1, max(n, 1)]})
     annotate = n <= 20
     _draw_counts(
@@ -517,7 +500,7 @@ def plot_label_confusion(report: dict, uri: str) -> str:
     fig.suptitle(
         f"Label confusion per 1-s window{subset}\nrow: label in the reference; column: label the model fires"
     )
-    return _save_png(fig, uri)
+    return save_png(fig, uri)
 
 
 def write_plots(

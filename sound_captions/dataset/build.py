@@ -64,7 +64,7 @@ class BuildOptions:
     feature_config: FeatureConfig = field(default_factory=FeatureConfig)
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 0
-    target_shard_mb: int = 128
+    target_shard_mb: float = 128
     decode_cpus: float = 1.0
     feature_cpus: float = 1.0
     feature_batch_size: int = 64

@@ -7,14 +7,13 @@ time and stops as soon as every label has enough candidates.
 
 from __future__ import annotations
 
-import io
 import random
 from collections import Counter
 
 import numpy as np
 
-from sound_captions import storage
 from sound_captions.dataset import shards
+from sound_captions.plots import new_figure, save_png
 
 SPLITS = ("train", "valid", "test")
 NEGATIVE = "(negative)"
@@ -119,14 +118,12 @@ def preview_grid(uri: str, out: str, *, per_label: int = 6, split: str | None = 
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
 
     info = shards.load_dataset_info(uri)
     examples = collect_examples(uri, per_label=per_label, split=split, seed=seed)
     rows = list(examples)
-    fig, axes = plt.subplots(
-        len(rows), per_label, figsize=(1.7 * per_label + 1.6, 1.8 * len(rows) + 0.6), squeeze=False
-    )
+    fig = new_figure(1.7 * per_label + 1.6, 1.8 * len(rows) + 0.6, layout=None)
+    axes = fig.subplots(len(rows), per_label, squeeze=False)
     drawn = 0
     for r, mid in enumerate(rows):
         name = info.vocabulary.get(mid, "negatives" if mid == NEGATIVE else mid)
@@ -146,8 +143,5 @@ def preview_grid(uri: str, out: str, *, per_label: int = 6, split: str | None = 
     cfg = info.feature_config
     fig.suptitle(f"{uri}  ({cfg.kind} {cfg.height}x{cfg.width}, {drawn} windows; frequency up, time right)", fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    storage.write_bytes(out, buf.getvalue())
+    save_png(fig, out)
     return drawn

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The main flow in a virtual environment made with `pip install -e .` ONLY (no test extras), as a
+# new user installs it: a dataset of at least two shards, one short epoch of training, captions of
+# two short videos, `dataset stats`, `dataset preview` and `evaluate --out`. Fails on any non-zero
+# exit status and on any Python traceback in what the commands print, so that a module the test
+# extras bring (and the runtime dependencies do not) cannot hide behind the test venv again.
+#
+# Usage: bash .ci/plain-install-check.sh [VENV_DIR]   (default: .venv-plain; reuses pip's cache)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${1:-.venv-plain}"
+PYTHON="${PYTHON:-python3}"
+start=$(date +%s)
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -e .
+echo "plain-install-check: installed in $(( $(date +%s) - start )) s"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/plain-check.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+LOG="$WORK/log.txt"
+SC="$VENV/bin/sound-captions"
+# The CLI starts its own local Ray; keep it small on a 2-core machine.
+export RAY_DEDUP_LOGS=0
+
+run() {
+  echo "+ sound-captions $*" | tee -a "$LOG"
+  local rc=0
+  "$SC" --num-cpus 4 "$@" >"$WORK/out.txt" 2>&1 || rc=$?
+  cat "$WORK/out.txt" >>"$LOG"
+  if [ "$rc" -ne 0 ] || grep -q "Traceback (most recent call last)" "$WORK/out.txt"; then
+    tail -n 60 "$WORK/out.txt"
+    echo "plain-install-check: FAILED (exit $rc): sound-captions $*" >&2
+    exit 1
+  fi
+  tail -n 3 "$WORK/out.txt"
+}
+
+# Generated media with the package's own helpers (ffmpeg lavfi; nothing is downloaded).
+"$VENV/bin/python" - "$WORK" <<'PY'
+import sys
+from sound_captions import storage
+from sound_captions.demo import DemoConfig, make_corpus
+from sound_captions.testing.media import make_media
+
+work = sys.argv[1]
+make_corpus(storage.join(work, "corpus"), DemoConfig(workdir=work, clips_per_kind=4, clip_seconds=3, negatives=2))
+make_media(storage.join(work, "library", "a.mp4"), [("beep", 3), ("silence", 2), ("music", 3)], seed=1)
+make_media(storage.join(work, "library", "sub", "b.mp4"), [("noise", 3), ("beep", 2)], seed=2)
+PY
+
+# 0.25 MB shards hold 8 windows of 128x128 float16: the corpus' ~100 windows make several shards.
+run dataset build --manifest "$WORK/corpus/manifest.csv" --out "$WORK/ds" --shard-mb 0.25
+shards=$(find "$WORK/ds/shards" -name 'part-*.parquet' | wc -l)
+if [ "$shards" -lt 2 ]; then
+  echo "plain-install-check: FAILED: the dataset has $shards shard(s); the check needs at least 2" >&2
+  exit 1
+fi
+echo "dataset: $shards shards"
+run dataset stats "$WORK/ds"
+run dataset preview "$WORK/ds" --out "$WORK/grid.png"
+test -s "$WORK/grid.png"
+run train --data "$WORK/ds" --out "$WORK/run" --epochs 1 --batch-size 16
+run caption "$WORK/library" --model "$WORK/run/model.bundle" --out "$WORK/captions"
+test -s "$WORK/captions/a.vtt" && test -s "$WORK/captions/sub/b.vtt"
+run evaluate --model "$WORK/run/model.bundle" --data "$WORK/ds" --split all --out "$WORK/eval"
+ls "$WORK"/eval/*.png >/dev/null
+echo "plain-install-check: passed in $(( $(date +%s) - start )) s"
