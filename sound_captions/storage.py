@@ -262,7 +262,8 @@ def list_files(
         return wanted is None or name.lower().endswith(wanted)
 
     def hidden(rel: str) -> bool:
-        return any(part.startswith(".") for part in rel.split("/"))
+        # "." and ".." in an S3 key are plain segments of the key, not hidden folders
+        return any(part.startswith(".") and part not in (".", "..") for part in rel.split("/"))
 
     def skip(entry: ListingSkip) -> None:
         if skipped is not None:
