@@ -152,7 +152,12 @@ def test_dataset_build_keeps_downloads_and_shards_in_their_folders(ray_session, 
     that point up and out: refused or failed with a reason; nothing is written elsewhere and the
     scratch folder (once deleted by a clip id of ``..``) survives."""
     from sound_captions.dataset.build import BuildOptions, build_dataset
-    from sound_captions.dataset.shards import load_dataset_info, read_failures, read_table, shard_uris
+    from sound_captions.dataset.shards import (
+        load_dataset_info,
+        read_failures,
+        read_table,
+        shard_uris,
+    )
     from sound_captions.download import ARCHIVE_NAME, DownloadOptions
     from sound_captions.ontology import Ontology
     from sound_captions.sources.manifest import parse_manifest
