@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import shutil
 import stat as stat_mod
 import tempfile
@@ -53,6 +54,16 @@ class ListingSkip:
 
 
 HIDDEN_MESSAGE = "hidden: its name or a folder above it starts with '.'"
+
+
+_URL_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#'\"]*)\?[^\s'\"]*")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the query string of every URL in it replaced by ``?…``: a presigned S3 URL
+    carries the access key id, a signature and the session token there, and tool messages
+    (ffmpeg's stderr) that end in reports and logs must not."""
+    return _URL_QUERY.sub(lambda m: m.group(1) + "?…", text)
 
 
 def is_s3(uri: str) -> bool:

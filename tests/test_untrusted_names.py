@@ -203,3 +203,23 @@ def test_dataset_build_keeps_downloads_and_shards_in_their_folders(ray_session, 
     assert "good_0" in in_shards and not in_shards & set(failures)
     assert in_shards | set(failures) == {r.clip_id for r in requests}
     assert all(f["reason"] and f["message"] for f in failures.values())
+
+
+def test_decode_failures_of_s3_objects_never_carry_the_presigned_credentials(s3_bucket, monkeypatch):
+    """ffmpeg names its input in its errors; for an S3 object that is a presigned URL whose query
+    holds the access key id, the signature and the session token: none of it reaches the report."""
+    from sound_captions.caption.pipeline import decode_chunks
+    from sound_captions.features import FeatureConfig
+
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token-that-must-not-leak")
+    storage._s3_client_for.cache_clear()
+    try:
+        storage.s3_client().put_object(Bucket=s3_bucket, Key="bad.mp4", Body=os.urandom(4096))
+        for key in ("bad.mp4", "missing.mp4"):
+            rows = list(decode_chunks({"video": [0], "uri": [f"s3://{s3_bucket}/{key}"]}, FeatureConfig().to_dict(), chunk_s=4))
+            message = rows[-1]["message"][0]
+            assert rows[-1]["kind"][0] == "error" and message.split(":")[0] in ("decode_error", "unreadable"), message
+            for secret in ("session-token-that-must-not-leak", "Signature", "AWSAccessKeyId", "X-Amz-", os.environ["AWS_ACCESS_KEY_ID"]):
+                assert secret not in message, message
+    finally:
+        storage._s3_client_for.cache_clear()
