@@ -19,7 +19,8 @@ The rule, per ``/``-separated segment of the name:
    characters), Cs (a surrogate: a byte of a file name that is not UTF-8), Zl or Zp (line and
    paragraph separators). A plain segment is kept as it is.
 2. Any other segment is percent-encoded: each of those characters becomes ``%XX`` for each of
-   its UTF-8 bytes (a surrogate from an undecodable file name becomes the byte it stands for);
+   its UTF-8 bytes (a surrogate from an undecodable file name becomes the byte it stands for,
+   any other lone surrogate ``%uXXXX``);
    the dots of ``.`` and ``..`` become ``%2E``; an empty segment (``a//b``, a leading ``/``, a
    trailing ``/``, an empty name) becomes ``%``.
 3. An encoded segment still longer than :data:`MAX_SEGMENT_BYTES` is cut and ends with ``%~``
@@ -62,10 +63,10 @@ def _plain_char(ch: str) -> bool:
 
 def _encode_char(ch: str) -> str:
     if "\udc80" <= ch <= "\udcff":  # os.fsdecode's stand-in for an undecodable byte
-        data = bytes([ord(ch) - 0xDC00])
-    else:
-        data = ch.encode("utf-8", errors="surrogatepass")
-    return "".join(f"%{b:02X}" for b in data)
+        return f"%{ord(ch) - 0xDC00:02X}"
+    if "\ud800" <= ch <= "\udfff":  # any other lone surrogate (no file or key has one)
+        return f"%u{ord(ch):04X}"
+    return "".join(f"%{b:02X}" for b in ch.encode("utf-8"))
 
 
 def _is_plain(segment: str) -> bool:

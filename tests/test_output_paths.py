@@ -124,6 +124,13 @@ def test_the_documented_rule(name: str, rel: str) -> None:
     assert safe_output_rel(name) == rel
 
 
+def test_undecodable_bytes_and_lone_surrogates_stay_apart() -> None:
+    """``\\ud800`` is UTF-8 ``ED A0 80`` with surrogatepass; the bytes ED A0 80 of a file name
+    that is not UTF-8 must not land on the same output."""
+    from_bytes = safe_output_rel(os.fsdecode(b"\xed\xa0\x80"))
+    assert from_bytes == "%ED%A0%80" and safe_output_rel("\ud800") == "%uD800"
+
+
 @pytest.mark.parametrize("rel", ["../x", "a/../../x", "/abs", "a//b", "", ".", "a/./b", "a\\b", "x\x00", "x\ny"])
 @pytest.mark.parametrize("root", ROOTS)
 def test_join_inside_refuses_what_would_leave_or_blur_the_root(root: str, rel: str) -> None:
