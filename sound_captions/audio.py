@@ -66,7 +66,7 @@ _NOT_FOUND = re.compile(r"No such file or directory|404 Not Found|Server returne
 
 
 def _classify(source: str, stderr: str) -> DecodeError:
-    tail = "\n".join(line for line in stderr.strip().splitlines()[-6:] if line.strip())
+    tail = storage.redact_urls("\n".join(line for line in stderr.strip().splitlines()[-6:] if line.strip()))
     if _NOT_FOUND.search(stderr):
         return MediaNotFoundError(source, f"no such file or URL ({tail})")
     if _NO_AUDIO.search(stderr):

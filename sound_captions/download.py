@@ -63,6 +63,7 @@ import imageio_ffmpeg
 import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError, TransportError
 
+from sound_captions.paths import join_inside
 from sound_captions.sources.requests import ClipRequest, Seconds
 
 UNAVAILABLE = "unavailable"
@@ -74,13 +75,17 @@ DECODE_ERROR = "decode_error"
 NO_AUDIO = "no_audio"
 TOO_SHORT = "too_short"
 OTHER = "other"
+UNSAFE_NAME = "unsafe_name"  # a clip id that cannot be a file name inside the scratch folder
 REASONS = (
-    UNAVAILABLE, PRIVATE, REMOVED, THROTTLED, GEO_BLOCKED, DECODE_ERROR, NO_AUDIO, TOO_SHORT, OTHER
+    UNAVAILABLE, PRIVATE, REMOVED, THROTTLED, GEO_BLOCKED, DECODE_ERROR, NO_AUDIO, TOO_SHORT, OTHER,
+    UNSAFE_NAME,
 )  # fmt: skip
 
 ARCHIVE_NAME = "download-archive.jsonl"
 STAGING_DIR = ".part"
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+# A clip id names files in the scratch folder: one segment, no leading dot (".", "..", ".part"
+# and hidden names are refused), at most 200 characters, and not the archive's own name.
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}$")
 _MAX_MESSAGE_CHARS = 2000
 
 
@@ -506,10 +511,12 @@ def download_segment(
             request.clip_id, True, request.source, None, "read in place, not downloaded", 0, False
         )
     url = source_url(request, options)
-    if not _SAFE_ID.match(request.clip_id):
+    if not _SAFE_ID.fullmatch(request.clip_id) or request.clip_id == ARCHIVE_NAME.split(".")[0]:
         return DownloadOutcome(
-            request.clip_id, False, None, OTHER,
-            f"clip_id {request.clip_id!r} is not filename-safe ([A-Za-z0-9_.-])", 0, False, url,
+            request.clip_id, False, None, UNSAFE_NAME,
+            f"clip_id {request.clip_id!r} is not a safe file name (1-200 of [A-Za-z0-9_.-], "
+            "not starting with '.'); refused so that no file is written outside the scratch folder",
+            0, False, url,
         )  # fmt: skip
     scratch = Path(options.scratch_dir)
     archive = _archive_for(options)
@@ -520,7 +527,7 @@ def download_segment(
     rng = rng or random.Random()
     pacer = host_pacer(options.per_host_min_interval_s)
     host = urllib.parse.urlsplit(url).netloc.lower()
-    staging = scratch / STAGING_DIR / request.clip_id
+    staging = Path(join_inside(scratch / STAGING_DIR, request.clip_id))
     attempts = 0
     try:
         while True:
@@ -530,7 +537,7 @@ def download_segment(
             pacer.wait(host, sleep)
             result = _attempt(request, url, options, staging)
             if isinstance(result, Path):
-                final = scratch / f"{request.clip_id}{result.suffix}"
+                final = Path(join_inside(scratch, f"{request.clip_id}{result.suffix}"))
                 os.replace(result, final)
                 archive.record(
                     {
@@ -612,8 +619,8 @@ def _cached_path(archive: DownloadArchive, clip_id: str, scratch: Path) -> Path 
     entry = archive.get(clip_id)
     if entry is None:
         return None
-    path = scratch / str(entry.get("file", ""))
-    try:
+    try:  # the archive may be shared: a "file" that would leave the scratch folder is ignored
+        path = Path(join_inside(scratch, str(entry.get("file", ""))))
         if path.is_file() and path.stat().st_size == int(entry.get("bytes", -1)):
             return path
     except (OSError, ValueError):

@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import shutil
+import stat as stat_mod
 import tempfile
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,33 @@ class ObjectInfo:
     version: str
 
 
+@dataclass(frozen=True)
+class ListingSkip:
+    """An entry a listing found but does not yield as a file, and why.
+
+    ``reason``: ``hidden`` (a segment of its path below the listed root starts with ``.``),
+    ``unreadable`` (it cannot be stat'ed: a dangling symlink, no permission) or ``not_a_file``
+    (a FIFO, socket or device with a media name, which a decoder would block on).
+    """
+
+    uri: str
+    reason: str
+    message: str
+
+
+HIDDEN_MESSAGE = "hidden: its name or a folder above it starts with '.'"
+
+
+_URL_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#'\"]*)\?[^\s'\"]*")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the query string of every URL in it replaced by ``?…``: a presigned S3 URL
+    carries the access key id, a signature and the session token there, and tool messages
+    (ffmpeg's stderr) that end in reports and logs must not."""
+    return _URL_QUERY.sub(lambda m: m.group(1) + "?…", text)
+
+
 def is_s3(uri: str) -> bool:
     return str(uri).startswith("s3://")
 
@@ -47,10 +76,12 @@ def is_url(uri: str) -> bool:
 
 def split_s3(uri: str) -> tuple[str, str]:
     """``s3://bucket/a/b`` → ``("bucket", "a/b")``."""
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
+    # not urlparse: a key may hold "?", "#" or ";", which are part of the key, not a query
+    text = str(uri)
+    bucket, _, key = text[len("s3://") :].partition("/") if text.startswith("s3://") else ("", "", "")
+    if not bucket:
         raise BadURIError(f"not an s3:// URI with a bucket: {uri!r}")
-    return parsed.netloc, parsed.path.lstrip("/")
+    return bucket, key
 
 
 def local_path(uri: str | os.PathLike) -> Path:
@@ -142,10 +173,21 @@ def write_bytes(uri: str | os.PathLike, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename durable (best effort: some file systems cannot fsync a directory)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def write_text(uri: str | os.PathLike, text: str) -> None:
@@ -165,10 +207,13 @@ def upload_file(local: str | os.PathLike, uri: str | os.PathLike) -> None:
     dest = local_path(text)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
     try:
-        shutil.copyfile(local, tmp)
+        with os.fdopen(fd, "wb") as handle, open(local, "rb") as source:
+            shutil.copyfileobj(source, handle, 2**20)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -207,19 +252,35 @@ def stat(uri: str | os.PathLike) -> ObjectInfo:
     return ObjectInfo(text, st.st_size, str(st.st_mtime_ns))
 
 
-def list_files(uri: str | os.PathLike, suffixes: tuple[str, ...] | None = None) -> Iterator[ObjectInfo]:
+def list_files(
+    uri: str | os.PathLike,
+    suffixes: tuple[str, ...] | None = None,
+    *,
+    skipped: Callable[[ListingSkip], None] | None = None,
+) -> Iterator[ObjectInfo]:
     """Every file below ``uri`` (recursive), optionally only those ending in ``suffixes``.
 
-    S3 listings are paginated; local listings are sorted so runs are reproducible.
+    S3 listings are paginated; local listings are sorted so runs are reproducible. An entry
+    that matches ``suffixes`` but is not yielded (hidden, unreadable, not a regular file; see
+    :class:`ListingSkip`) is handed to ``skipped``, so a caller can account for every entry;
+    without ``skipped``, hidden entries are left out and an unreadable one raises
+    :class:`StorageError`.
     """
     text = check_uri(uri)
     wanted = tuple(s.lower() for s in suffixes) if suffixes else None
 
-    def keep(name: str) -> bool:
-        base = name.rsplit("/", 1)[-1]
-        if base.startswith("."):
-            return False
+    def matches(name: str) -> bool:
         return wanted is None or name.lower().endswith(wanted)
+
+    def hidden(rel: str) -> bool:
+        # "." and ".." in an S3 key are plain segments of the key, not hidden folders
+        return any(part.startswith(".") and part not in (".", "..") for part in rel.split("/"))
+
+    def skip(entry: ListingSkip) -> None:
+        if skipped is not None:
+            skipped(entry)
+        elif entry.reason != "hidden":
+            raise StorageError(f"{entry.uri}: {entry.message}")
 
     if is_s3(text):
         bucket, prefix = split_s3(text)
@@ -229,8 +290,15 @@ def list_files(uri: str | os.PathLike, suffixes: tuple[str, ...] | None = None) 
         try:
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
                 for obj in page.get("Contents", []):
-                    if keep(obj["Key"]) and not obj["Key"].endswith("/"):
-                        yield ObjectInfo(f"s3://{bucket}/{obj['Key']}", int(obj["Size"]), obj["ETag"].strip('"'))
+                    key = obj["Key"]
+                    if key.endswith("/") or not matches(key):
+                        continue
+                    if hidden(key[len(prefix) :]):
+                        skip(ListingSkip(f"s3://{bucket}/{key}", "hidden", HIDDEN_MESSAGE))
+                        continue
+                    yield ObjectInfo(f"s3://{bucket}/{key}", int(obj["Size"]), obj["ETag"].strip('"'))
+        except StorageError:
+            raise
         except Exception as exc:
             raise _s3_error(text, exc) from exc
         return
@@ -241,13 +309,32 @@ def list_files(uri: str | os.PathLike, suffixes: tuple[str, ...] | None = None) 
         st = root.stat()
         yield ObjectInfo(str(root), st.st_size, str(st.st_mtime_ns))
         return
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+
+    def walk_error(exc: OSError) -> None:
+        message = f"folder not listed: {exc.strerror or exc}"
+        skip(ListingSkip(str(exc.filename or root), "unreadable", message))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=walk_error):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
         for name in sorted(filenames):
-            if keep(name):
-                path = Path(dirpath, name)
+            if not matches(name):
+                continue
+            path = Path(dirpath, name)
+            if hidden(name if rel_dir == "." else f"{rel_dir}/{name}"):
+                skip(ListingSkip(str(path), "hidden", HIDDEN_MESSAGE))
+                continue
+            try:
                 st = path.stat()
-                yield ObjectInfo(str(path), st.st_size, str(st.st_mtime_ns))
+            except OSError as exc:
+                what = "dangling symlink" if path.is_symlink() else "cannot stat"
+                skip(ListingSkip(str(path), "unreadable", f"{what}: {exc.strerror or exc}"))
+                continue
+            if not stat_mod.S_ISREG(st.st_mode):
+                message = "not a regular file (FIFO, socket or device)"
+                skip(ListingSkip(str(path), "not_a_file", message))
+                continue
+            yield ObjectInfo(str(path), st.st_size, str(st.st_mtime_ns))
 
 
 def relative_to(uri: str, root: str) -> str:
@@ -257,15 +344,22 @@ def relative_to(uri: str, root: str) -> str:
         ub, uk = split_s3(uri)
         if ub != rb or not uk.startswith(rk):
             raise BadURIError(f"{uri} is not below {root}")
-        return uk[len(rk):]
-    return local_path(uri).resolve().relative_to(local_path(root).resolve()).as_posix()
+        return uk[len(rk) :]
+    # lexical, not resolved: a symlink below the root stays where the listing found it
+    path, top = os.path.abspath(local_path(uri)), os.path.abspath(local_path(root))
+    if path != top and os.path.commonpath([path, top]) != top:
+        raise BadURIError(f"{uri} is not below {root}")
+    return Path(os.path.relpath(path, top)).as_posix()
 
 
 def delete(uri: str | os.PathLike) -> None:
     text = check_uri(uri)
     if is_s3(text):
         bucket, key = split_s3(text)
-        s3_client().delete_object(Bucket=bucket, Key=key)
+        try:
+            s3_client().delete_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            raise _s3_error(text, exc) from exc
         return
     with contextlib.suppress(FileNotFoundError):
         local_path(text).unlink()

@@ -39,6 +39,7 @@ from sound_captions.features import (
     spectrograms_where,
     to_model_input,
 )
+from sound_captions.paths import join_inside
 
 log = logging.getLogger(__name__)
 
@@ -227,13 +228,14 @@ class Classifier:
 
 
 def output_uris(out: str, item: MediaItem) -> tuple[str, str]:
-    return storage.join(out, item.rel + ".vtt"), storage.join(out, item.rel + ".scores.parquet")
+    """``<out>/<rel>.vtt`` and ``<out>/<rel>.scores.parquet``, checked to be inside ``out``."""
+    return join_inside(out, item.rel + ".vtt"), join_inside(out, item.rel + ".scores.parquet")
 
 
 def is_done(out: str, item: MediaItem, bundle_digest: str) -> bool:
     """Outputs exist for the same bundle and the same input version (the .vtt is written last)."""
-    vtt_uri, scores_uri = output_uris(out, item)
     try:
+        vtt_uri, scores_uri = output_uris(out, item)
         if not storage.exists(vtt_uri) or not storage.exists(scores_uri):
             return False
         match = _NOTE.search(storage.read_text(vtt_uri))
@@ -273,7 +275,7 @@ def write_sdh(out: str, item: MediaItem, cues: list[Cue], speech_root: str) -> s
     speech_uri = find_speech_track(speech_root, item.rel)
     if speech_uri is None:
         return None
-    uri = storage.join(out, item.rel + ".sdh.vtt")
+    uri = join_inside(out, item.rel + ".sdh.vtt")
     storage.write_text(uri, merge_tracks(read_speech_cues(speech_uri), cues))
     return uri
 
@@ -302,7 +304,7 @@ def caption_library(inputs: list[str], options: CaptionOptions, *, progress=None
         caption_text = dict(bundle.caption_text)
     digest = bundle.digest()
     items, input_failures = discover(inputs)
-    results: list[VideoResult] = [VideoResult(f.input, "failed", f.reason, f.message) for f in input_failures]
+    results: list[VideoResult] = [VideoResult(f.input, f.status, f.reason, f.message) for f in input_failures]
     todo: list[MediaItem] = []
     for item in items:
         if item.size_bytes == 0:

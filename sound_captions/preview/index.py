@@ -15,9 +15,10 @@ import re
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from sound_captions.paths import join_inside
 from sound_captions.preview import media as media_mod
 from sound_captions.preview.page import Transcode, read_uri_bytes, write_preview
 from sound_captions.preview.timeline import DEFAULT_MAX_ROWS, PreviewInputError
@@ -275,18 +276,19 @@ def write_run_previews(
         vtt = row.get("output_vtt")
         if row.get("status") == "failed" or not vtt:
             continue
-        rel = Path(_relative_to_run(str(vtt), run_uri))
-        page_dir = out / rel.parent
+        rel = _relative_to_run(str(vtt), run_uri)
         try:
+            # the report's path is checked, not trusted: a page never lands outside out_dir
+            page = Path(join_inside(out, str(PurePosixPath(rel).with_suffix(".html"))))
             previews[row["input"]] = write_preview(
                 row["input"],
                 vtt,
-                page_dir,
+                page.parent,
                 scores_uri=_scores_uri_for(str(vtt)),
                 copy_video=copy_video,
                 transcode=transcode,
                 max_rows=max_rows,
-                page_name=rel.with_suffix(".html").name,
+                page_name=page.name,
                 title=str(row["input"]),
             )
         except PREVIEW_TOLERATED as exc:  # one bad video must not hide the rest of the run

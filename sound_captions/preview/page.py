@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from sound_captions.paths import join_inside, safe_file_name
 from sound_captions.preview import media as media_mod
 from sound_captions.preview.template import PAGE_CSS, PAGE_HTML, PAGE_JS, VIRIDIS_STOPS
 from sound_captions.preview.timeline import (
@@ -135,7 +136,7 @@ def prepare_video(
     """Put a playable video where the page can reach it (copy, relative link or WebM proxy)."""
     if transcode not in ("auto", "always", "never"):
         raise ValueError(f"transcode must be 'auto', 'always' or 'never', not {transcode!r}")
-    name = _uri_name(video_uri)
+    name = safe_file_name(_uri_name(video_uri))  # a name from outside: one segment, inside out_dir
     if video_uri.startswith("s3://"):
         source = (out_dir / name).resolve()
         media_mod.copy_bytes(read_uri_bytes(video_uri), source)
@@ -259,6 +260,10 @@ def write_preview(
     }
     # one pass, so text from the inputs can never be taken for a marker
     page = re.sub(r"@@([A-Z_]+)@@", lambda m: values[m.group(1)], PAGE_HTML)
-    page_path = out / (page_name or f"{Path(name).stem}.html")
+    page_path = (
+        Path(join_inside(out, page_name))
+        if page_name
+        else out / safe_file_name(f"{Path(name).stem}.html")
+    )
     media_mod.copy_bytes(page.encode("utf-8"), page_path)
     return page_path
