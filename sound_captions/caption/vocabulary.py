@@ -175,3 +175,16 @@ class CaptionVocabulary:
             else:
                 never[mid] = f"no caption text could be made from its name {name!r}"
         return CaptionTexts(texts=texts, derived=derived, never=never)
+
+
+def run_caption_texts(
+    labels: list[str], names: dict[str, str], bundle_texts: dict[str, str], bundle_training: dict, vocabulary_uri: str | None
+) -> CaptionTexts:
+    """The caption texts a caption run uses: the ``vocabulary_uri`` CSV's for the model's labels
+    when one is given, else the bundle's (classes the bundle's training run recorded as never
+    captioned stay so; a label an older bundle has no text for is resolved from the packaged
+    vocabulary, derived from its name when needed)."""
+    if vocabulary_uri:
+        return CaptionVocabulary.load(vocabulary_uri).resolve(labels, names)
+    never = set((bundle_training or {}).get("captions_never", {}))
+    return CaptionVocabulary.load().resolve(labels, names, preset=bundle_texts, also_excluded=never)
