@@ -8,7 +8,8 @@ Pure numpy, no sed_eval or sklearn at run time, but numerically the same as them
   sed_eval's zero-division conventions (listed in ``segment_metrics``' docstring).
 - ``average_precision`` is sklearn's ``average_precision_score`` (step-wise AP, no
   interpolation).
-- ``tune_thresholds`` picks a per-label decision threshold on validation scores.
+- ``tune_thresholds`` picks a per-label decision threshold on validation scores;
+  ``tune_thresholds_pooled`` falls back to one pooled threshold for labels with few positives.
 
 Segment-based counts are additive, so evaluating several media at once by concatenating their
 rolls along the segment axis gives exactly what sed_eval gives when it evaluates them one file
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -270,6 +272,84 @@ def _threshold_between(candidates: np.ndarray, k: int) -> float:
     return float(candidates[k])
 
 
+@dataclass(frozen=True)
+class ThresholdTuning:
+    """Tuned thresholds and how each was found.
+
+    Attributes:
+        thresholds: label → threshold.
+        positives: label → number of positive validation windows.
+        pooled: the threshold tuned over every label's scores at once (``None`` when the
+            validation data has no positives at all).
+        fallback: labels with fewer than ``min_positives`` positives, which got ``pooled``
+            (or ``default`` when there is no pooled threshold).
+    """
+
+    thresholds: dict[str, float]
+    positives: dict[str, int]
+    pooled: float | None
+    fallback: tuple[str, ...]
+
+
+def _tune_one(y_true: np.ndarray, scores: np.ndarray, target_precision: float) -> float | None:
+    """The threshold rule of :func:`tune_thresholds` for one score column; ``None`` without positives."""
+    candidates, tps, fps = _ranked_counts(y_true, scores)
+    n_pos = int(tps[-1]) if tps.size else 0
+    if n_pos == 0:
+        return None
+    precision = tps / (tps + fps)
+    reaching = np.flatnonzero(precision >= target_precision)
+    if reaching.size:
+        # The best recall that keeps the target precision; of the thresholds giving it, the
+        # highest (fewest false positives): lowering further would only admit negatives.
+        best_tp = tps[reaching].max()
+        k = int(reaching[np.argmax(tps[reaching] == best_tp)])
+    else:
+        f1 = 2.0 * tps / (tps + fps + n_pos)
+        k = int(np.argmax(f1))  # first maximum = highest threshold among ties
+    return _threshold_between(candidates, k)
+
+
+def tune_thresholds_pooled(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    labels: Sequence[str],
+    target_precision: float = 0.9,
+    default: float = 0.5,
+    min_positives: int = 5,
+) -> ThresholdTuning:
+    """Per-label thresholds as :func:`tune_thresholds`, except that a label with fewer than
+    ``min_positives`` positive validation windows gets the *pooled* threshold: the same rule
+    applied to all labels' (window, label) scores together. A threshold tuned on two or three
+    positives sits wherever those few scores happen to fall; the pooled one rests on all of them.
+    """
+    if not 0.0 < target_precision <= 1.0:
+        raise ValueError(f"target_precision must be in (0, 1], got {target_precision}")
+    if min_positives < 0:
+        raise ValueError(f"min_positives must be >= 0, got {min_positives}")
+    y_true = np.asarray(y_true).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    if y_true.ndim != 2 or y_true.shape != scores.shape:
+        raise ValueError(f"y_true {y_true.shape} and scores {scores.shape} must be (n, n_labels)")
+    if y_true.shape[1] != len(labels):
+        raise ValueError(f"{y_true.shape[1]} label columns but {len(labels)} labels")
+
+    positives = {label: int(y_true[:, j].sum()) for j, label in enumerate(labels)}
+    tunable = [positives[label] > 0 and positives[label] >= min_positives for label in labels]
+    pooled = None
+    if min_positives > 0 and not all(tunable):
+        pooled = _tune_one(y_true.ravel(), scores.ravel(), target_precision)
+    thresholds: dict[str, float] = {}
+    fallback: list[str] = []
+    for j, label in enumerate(labels):
+        if tunable[j]:
+            thresholds[label] = float(_tune_one(y_true[:, j], scores[:, j], target_precision))
+        else:
+            thresholds[label] = float(default if pooled is None else pooled)
+            fallback.append(label)
+    return ThresholdTuning(thresholds, positives, pooled, tuple(fallback))
+
+
 def tune_thresholds(
     y_true: np.ndarray,
     scores: np.ndarray,
@@ -284,7 +364,8 @@ def tune_thresholds(
     (the best precision at that recall; it sits midway between the lowest recalled positive and
     the next lower score, so separable validation data gets a threshold with a margin). When no threshold
     reaches the target, take the one with the best F1 (the highest such threshold on ties).
-    A label without positive validation examples gets ``default``.
+    A label without positive validation examples gets ``default``. (Training uses
+    :func:`tune_thresholds_pooled`, which also guards labels with only a few positives.)
 
     Args:
         y_true: (n, n_labels) bool, validation reference.
@@ -297,31 +378,4 @@ def tune_thresholds(
         label → threshold. Thresholds lie between validation scores (see
         ``_threshold_between``), so ``>=`` and ``>`` give the same validation decisions.
     """
-    if not 0.0 < target_precision <= 1.0:
-        raise ValueError(f"target_precision must be in (0, 1], got {target_precision}")
-    y_true = np.asarray(y_true).astype(bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    if y_true.ndim != 2 or y_true.shape != scores.shape:
-        raise ValueError(f"y_true {y_true.shape} and scores {scores.shape} must be (n, n_labels)")
-    if y_true.shape[1] != len(labels):
-        raise ValueError(f"{y_true.shape[1]} label columns but {len(labels)} labels")
-
-    thresholds: dict[str, float] = {}
-    for j, label in enumerate(labels):
-        candidates, tps, fps = _ranked_counts(y_true[:, j], scores[:, j])
-        n_pos = int(tps[-1]) if tps.size else 0
-        if n_pos == 0:
-            thresholds[label] = float(default)
-            continue
-        precision = tps / (tps + fps)
-        reaching = np.flatnonzero(precision >= target_precision)
-        if reaching.size:
-            # The best recall that keeps the target precision; of the thresholds giving it, the
-            # highest (fewest false positives): lowering further would only admit negatives.
-            best_tp = tps[reaching].max()
-            k = int(reaching[np.argmax(tps[reaching] == best_tp)])
-        else:
-            f1 = 2.0 * tps / (tps + fps + n_pos)
-            k = int(np.argmax(f1))  # first maximum = highest threshold among ties
-        thresholds[label] = _threshold_between(candidates, k)
-    return thresholds
+    return tune_thresholds_pooled(y_true, scores, labels, target_precision, default, min_positives=0).thresholds

@@ -25,7 +25,7 @@ from sound_captions.bundle import ModelBundle, save_bundle
 from sound_captions.caption.vocabulary import CaptionVocabulary
 from sound_captions.dataset import shards
 from sound_captions.features import pin_torch_threads, to_model_input
-from sound_captions.metrics import mean_average_precision, tune_thresholds
+from sound_captions.metrics import mean_average_precision, tune_thresholds_pooled
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class TrainConfig:
     max_failures: int = 2
     balance_classes: bool = True
     target_precision: float = 0.9
+    threshold_min_positives: int = 5  # fewer positive validation windows: pooled threshold
     mixed_precision: bool = True
     max_steps_per_epoch: int | None = None
     augment: dict = field(default_factory=dict)  # BatchAugmentConfig fields; recorded in the bundle
@@ -346,6 +347,10 @@ def train(
     h, w, c = info.feature_config.shape
     input_shape = (c, h, w)
     hparams = {**default_hparams(cfg.model), **cfg.hparams}
+    vocabulary = vocabulary or CaptionVocabulary.load()
+    captions = vocabulary.resolve(info.labels, dict(info.vocabulary))
+    for line in captions.warnings(dict(info.vocabulary)):
+        log.warning(line)
     train_ds = read_split(cfg.data, info, "train", in_memory=cfg.in_memory)
     valid_ds = read_split(cfg.data, info, "valid", in_memory=cfg.in_memory)
     storage_path = cfg.out if storage.is_s3(cfg.out) else str(storage.local_path(cfg.out).resolve())
@@ -406,12 +411,15 @@ def train(
     y_valid, p_valid = _predict(
         model, valid_ds.iter_torch_batches(batch_size=128), torch.device("cpu"), False
     )
-    thresholds = (
-        tune_thresholds(y_valid > 0.5, p_valid, info.labels, target_precision=cfg.target_precision)
+    tuning = (
+        tune_thresholds_pooled(
+            y_valid > 0.5, p_valid, info.labels, target_precision=cfg.target_precision,
+            min_positives=cfg.threshold_min_positives,
+        )
         if len(y_valid)
-        else {m: 0.5 for m in info.labels}
+        else None
     )
-    vocabulary = vocabulary or CaptionVocabulary.load()
+    thresholds = tuning.thresholds if tuning else {m: 0.5 for m in info.labels}
     history = _read_metrics(cfg.out)
     bundle = ModelBundle(
         architecture=cfg.model,
@@ -419,7 +427,7 @@ def train(
         state_dict=model.state_dict(),
         labels=info.labels,
         label_names=dict(info.vocabulary),
-        caption_text={m: vocabulary.caption(m) for m in info.labels if vocabulary.caption(m)},
+        caption_text=captions.texts,
         thresholds={m: float(v) for m, v in thresholds.items()},
         feature_config=info.feature_config,
         dataset_digest=shards.dataset_digest(cfg.data),
@@ -427,8 +435,17 @@ def train(
             "best_valid_map": float(state["best_map"]),
             "best_epoch": int(state["epoch"]),
             "history": history,
+            "thresholds": {
+                "pooled": tuning.pooled if tuning else None,
+                "fallback": list(tuning.fallback) if tuning else list(info.labels),
+                "valid_positives": tuning.positives if tuning else {},
+                "min_positives": cfg.threshold_min_positives,
+            },
         },
-        training={**cfg.to_dict(), "hparams": hparams, "dataset_augmentation": info.augmentation},
+        training={
+            **cfg.to_dict(), "hparams": hparams, "dataset_augmentation": info.augmentation,
+            "captions_derived": captions.derived, "captions_never": captions.never,
+        },
     )
     save_bundle(bundle, storage.join(cfg.out, BUNDLE_NAME))
     return bundle

@@ -76,6 +76,10 @@ def test_two_cpu_workers_train_a_usable_bundle(small_dataset, tmp_path):
     assert loaded.caption_text["/m/02fs_r"] == "[beeping]"
     assert all(0.0 < t < 1.0 for t in loaded.thresholds.values())
     assert np.isfinite(loaded.metrics["best_valid_map"])
+    tuning = loaded.metrics["thresholds"]  # which labels had too few validation positives
+    assert tuning["min_positives"] == 5 and set(tuning["valid_positives"]) == set(loaded.labels)
+    assert tuning["fallback"] == [m for m in loaded.labels if tuning["valid_positives"][m] < 5]
+    assert all(loaded.thresholds[m] == tuning["pooled"] for m in tuning["fallback"])
 
 
 def _history(out) -> list[dict]:

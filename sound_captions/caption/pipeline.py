@@ -30,7 +30,7 @@ from sound_captions.caption.fetch import FetchError, FetchOptions, fetched
 from sound_captions.caption.inputs import InputFailure, MediaItem, discover
 from sound_captions.caption.postprocess import Cue, PostprocessConfig, scores_to_cues
 from sound_captions.caption.speech import find_speech_track, merge_tracks, read_speech_cues
-from sound_captions.caption.vocabulary import CaptionVocabulary
+from sound_captions.caption.vocabulary import run_caption_texts
 from sound_captions.caption.vtt import render_vtt
 from sound_captions.features import (
     FeatureConfig,
@@ -112,6 +112,8 @@ class CaptionRun:
     results: list[VideoResult]
     wall_s: float
     report_uri: str
+    never_captioned: dict[str, str] = field(default_factory=dict)  # mid → "name: why"
+    derived_captions: dict[str, str] = field(default_factory=dict)  # mid → text from its name
 
     @property
     def failed(self) -> list[VideoResult]:
@@ -297,11 +299,11 @@ def caption_library(inputs: list[str], options: CaptionOptions, *, progress=None
     started = time.perf_counter()
     out = storage.check_uri(options.out)
     bundle = load_bundle(options.model)
-    if options.vocabulary:
-        vocabulary = CaptionVocabulary.load(options.vocabulary)
-        caption_text = {m: vocabulary.caption(m) for m in bundle.labels if vocabulary.caption(m)}
-    else:
-        caption_text = dict(bundle.caption_text)
+    captions = run_caption_texts(bundle.labels, bundle.label_names, bundle.caption_text, bundle.training, options.vocabulary)
+    for line in captions.warnings(bundle.label_names):
+        log.warning(line)
+    caption_text = captions.texts
+    never = {m: f"{bundle.label_names.get(m, m)}: {why}" for m, why in sorted(captions.never.items())}
     digest = bundle.digest()
     items, input_failures = discover(inputs)
     results: list[VideoResult] = [VideoResult(f.input, f.status, f.reason, f.message) for f in input_failures]
@@ -352,7 +354,10 @@ def caption_library(inputs: list[str], options: CaptionOptions, *, progress=None
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, options.inference_actors)),
         )
         results += _gather(ds, todo, out, bundle, caption_text, digest, options, progress)
-    run = CaptionRun(results=results, wall_s=time.perf_counter() - started, report_uri=storage.join(out, REPORT_DIR, "report.parquet"))
+    run = CaptionRun(
+        results=results, wall_s=time.perf_counter() - started, report_uri=storage.join(out, REPORT_DIR, "report.parquet"),
+        never_captioned=never, derived_captions=captions.derived,
+    )
     write_report(out, run)
     return run
 
@@ -433,6 +438,12 @@ def summary_text(run: CaptionRun) -> str:
         f"media captioned: {hours:.3f} h   wall time: {run.wall_s:.1f} s"
         + (f"   throughput: {hours / (run.wall_s / 3600):.1f} h of media per wall-hour" if run.wall_s > 0 and hours > 0 else ""),
     ]
+    if run.derived_captions:
+        lines.append("caption texts derived from class names (not in the vocabulary):")
+        lines += [f"  {mid}: {text}" for mid, text in sorted(run.derived_captions.items())]
+    if run.never_captioned:
+        lines.append("classes that can never be captioned:")
+        lines += [f"  {mid}: {why}" for mid, why in run.never_captioned.items()]
     failed = run.failed
     if failed:
         lines.append("failed inputs:")
@@ -442,6 +453,9 @@ def summary_text(run: CaptionRun) -> str:
 
 def write_report(out: str, run: CaptionRun) -> None:
     table = pa.Table.from_pylist([asdict(r) for r in run.results], schema=REPORT_SCHEMA)
+    table = table.replace_schema_metadata(
+        {b"never_captioned": json.dumps(run.never_captioned).encode(), b"derived_captions": json.dumps(run.derived_captions).encode()}
+    )
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     storage.write_bytes(storage.join(out, REPORT_DIR, "report.parquet"), buffer.getvalue())

@@ -1,8 +1,9 @@
 """Per-second label probabilities → stable ON/OFF decisions → sound events → caption cues.
 
     scores (T, L) ─► top-2 per second ─► per-label smoothing (hysteresis | two-state Viterbi)
-                 ─► merge short gaps ─► drop too-short events ─► split long events into cues
-                    ("[dog barking]", then "[dog barking continues]")
+                 ─► merge short gaps ─► most specific class only (ontology) ─► drop too-short
+                    events ─► split long events into cues ("[dog barking]", then
+                    "[dog barking continues]")
 
 Times are whole seconds (second *k* is [k, k+1)); cue times are integer milliseconds.
 """
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
+from sound_captions.ontology import Ontology
 
 Smoothing = Literal["hysteresis", "viterbi", "none"]
 
@@ -31,6 +34,10 @@ class PostprocessConfig:
         max_cue_s: a longer event is split into cues of at most this length.
         max_simultaneous: at most this many labels are captioned in the same second (the most
             confident win).
+        most_specific: in a second where a label and one of its AudioSet ontology ancestors are
+            both on, caption the more specific one only (``[piano music]``, not also
+            ``[music]``); the ancestor is still captioned in the seconds where it is on alone.
+            The scores file keeps both.
     """
 
     smoothing: Smoothing = "hysteresis"
@@ -40,6 +47,7 @@ class PostprocessConfig:
     min_event_s: int = 1
     max_cue_s: int = 7
     max_simultaneous: int = 2
+    most_specific: bool = True
 
     def __post_init__(self) -> None:
         if self.smoothing not in ("hysteresis", "viterbi", "none"):
@@ -156,6 +164,28 @@ def decide(scores: np.ndarray, thresholds: np.ndarray, cfg: PostprocessConfig) -
     return active
 
 
+def ancestor_pairs(labels: list[str]) -> list[tuple[int, int]]:
+    """``(ancestor, descendant)`` column pairs of ``labels`` in the AudioSet ontology (at any
+    depth; labels that are not ontology classes have none)."""
+    ontology = Ontology.load()
+    index = {mid: j for j, mid in enumerate(labels)}
+    pairs = []
+    for i, mid in enumerate(labels):
+        if mid in ontology.classes:
+            below = ontology.descendants(mid, include_self=False)
+            pairs += [(i, index[d]) for d in sorted(below & index.keys())]
+    return pairs
+
+
+def keep_most_specific(active: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """(T, L) activity → the same with each ancestor switched off in the seconds where one of
+    its descendants is on (decided on the input, so a chain A ⊃ B ⊃ C keeps only C)."""
+    out = active.copy()
+    for ancestor, descendant in pairs:
+        out[:, ancestor] &= ~active[:, descendant]
+    return out
+
+
 def frames_to_events(scores: np.ndarray, active: np.ndarray, labels: list[str], cfg: PostprocessConfig) -> list[Event]:
     """ON runs of each label → events of at least ``min_event_s`` seconds."""
     events = []
@@ -201,4 +231,6 @@ def scores_to_cues(
     # Labels that are never captioned must not take one of the simultaneous slots.
     visible = np.where(captioned[None, :], scores, 0.0)
     active = decide(visible, thr, cfg)
+    if cfg.most_specific:
+        active = keep_most_specific(active, ancestor_pairs(list(labels)))
     return events_to_cues(frames_to_events(scores, active, labels, cfg), caption_text, cfg), active
