@@ -41,6 +41,7 @@ from sound_captions import storage
 from sound_captions.caption.pipeline import CaptionOptions, caption_library
 from sound_captions.dataset.build import BuildOptions, build_dataset
 from sound_captions.demo import vtt_activity
+from sound_captions.features import FeatureConfig
 from sound_captions.metrics import segment_metrics
 from sound_captions.ontology import Ontology
 from sound_captions.sources.manifest import read_manifest, write_manifest
@@ -236,6 +237,7 @@ def main(argv=None) -> int:
     p.add_argument("--test-fraction", type=float, default=0.3)
     p.add_argument("--videos", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--level-floor-dbfs", type=float, default=None, help="level-preserving features (FeatureConfig.level_floor_dbfs); default: today's per-window standardisation")
     args = p.parse_args(argv)
     import ray
 
@@ -258,7 +260,9 @@ def main(argv=None) -> int:
     os.makedirs(work, exist_ok=True)
     write_manifest([(os.path.join(corpus, r["file"]), None, None, [ontology.name(mids[r["label"]])]) for r in train_rows], manifest)
     requests, failures = read_manifest(manifest)
-    report = build_dataset(requests, os.path.join(work, "dataset"), BuildOptions(seed=args.seed), source_failures=failures, sources=[manifest])
+    feature_config = FeatureConfig(level_floor_dbfs=args.level_floor_dbfs)
+    dataset = os.path.join(work, "dataset" if args.level_floor_dbfs is None else f"dataset-level{args.level_floor_dbfs:g}")
+    report = build_dataset(requests, dataset, BuildOptions(seed=args.seed, feature_config=feature_config), source_failures=failures, sources=[manifest])
     timings["dataset build" + (" (cached)" if report.skipped else "")] = time.perf_counter() - t0
     print(f"dataset: {report.n_clips} clips, {report.n_windows} windows, {report.n_failed} failed{' (cached)' if report.skipped else ''}")
 
@@ -275,11 +279,12 @@ def main(argv=None) -> int:
         epochs = args.baseline_epochs if (model == "baseline" and args.baseline_epochs) else args.epochs
         key = f"{name}={model}"
         t0 = time.perf_counter()
-        run_dir = os.path.join(work, f"run-{model}")
-        bundle = train(TrainConfig(data=os.path.join(work, "dataset"), out=run_dir, model=model, epochs=epochs, seed=args.seed, max_failures=0), name=f"realbench-{model}")
+        suffix = "" if args.level_floor_dbfs is None else f"-level{args.level_floor_dbfs:g}"
+        run_dir = os.path.join(work, f"run-{model}{suffix}")
+        bundle = train(TrainConfig(data=dataset, out=run_dir, model=model, epochs=epochs, seed=args.seed, max_failures=0), name=f"realbench-{model}")
         timings[f"{key} train ({epochs} epochs)"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        out = os.path.join(work, f"captions-{model}")
+        out = os.path.join(work, f"captions-{model}{suffix}")
         caption_library([videos], CaptionOptions(out=out, model=os.path.join(run_dir, BUNDLE_NAME), force=True))
         timings[f"{key} caption"] = time.perf_counter() - t0
         r = score(out, truth, bundle)

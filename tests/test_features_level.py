@@ -41,3 +41,14 @@ def test_per_window_mode_hides_level_and_level_mode_keeps_it():
 def test_level_floor_must_be_negative():
     with pytest.raises(ValueError):
         FeatureConfig(level_floor_dbfs=3.0)
+
+
+def test_bundle_round_trips_level_setting(tmp_path):
+    from sound_captions.bundle import load_bundle
+    from sound_captions.testing.bundles import train_tiny_bundle
+
+    cfg = FeatureConfig(height=32, width=32, level_floor_dbfs=-90.0)
+    train_tiny_bundle(tmp_path / "b.pt", epochs=1, cfg=cfg)
+    loaded = load_bundle(str(tmp_path / "b.pt"))
+    assert loaded.feature_config == cfg and loaded.feature_config.level_floor_dbfs == -90.0
+    assert loaded.feature_hash == cfg.hash
