@@ -38,6 +38,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from sound_captions import storage
+from sound_captions.bundle import load_bundle
 from sound_captions.caption.pipeline import CaptionOptions, caption_library
 from sound_captions.dataset.build import BuildOptions, build_dataset
 from sound_captions.demo import vtt_activity
@@ -195,12 +196,12 @@ def score(out: str, truth: dict, bundle) -> dict:
         for k, mids in enumerate(tr["labels"]):
             for mid in mids:
                 t[k, index[mid]] = True
-        table = pq.read_table(storage.join(out, name + ".wav.scores.parquet")).to_pydict()
+        table = pq.read_table(storage.join(out, name + ".scores.parquet")).to_pydict()
         s = np.zeros_like(t)
         for mid, j in index.items():
             col = np.asarray(table[mid][:n])
             s[: len(col), j] = col >= bundle.thresholds[mid]
-        v = vtt_activity(storage.read_text(storage.join(out, name + ".wav.vtt")), caption_to_label, labels, n)
+        v = vtt_activity(storage.read_text(storage.join(out, name + ".vtt")), caption_to_label, labels, n)
         yt.append(t)
         ys.append(s)
         yv.append(v)
@@ -237,6 +238,7 @@ def main(argv=None) -> int:
     p.add_argument("--test-fraction", type=float, default=0.3)
     p.add_argument("--videos", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reuse-runs", action="store_true", help="use a bundle already trained in --work instead of training again")
     p.add_argument("--level-floor-dbfs", type=float, default=None, help="level-preserving features (FeatureConfig.level_floor_dbfs); default: today's per-window standardisation")
     args = p.parse_args(argv)
     import ray
@@ -281,11 +283,16 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         suffix = "" if args.level_floor_dbfs is None else f"-level{args.level_floor_dbfs:g}"
         run_dir = os.path.join(work, f"run-{model}{suffix}")
-        bundle = train(TrainConfig(data=dataset, out=run_dir, model=model, epochs=epochs, seed=args.seed, max_failures=0), name=f"realbench-{model}")
+        bundle_uri = os.path.join(run_dir, BUNDLE_NAME)
+        if args.reuse_runs and os.path.exists(bundle_uri):
+            bundle = load_bundle(bundle_uri)
+            epochs = bundle.training.get("epochs", epochs)
+        else:
+            bundle = train(TrainConfig(data=dataset, out=run_dir, model=model, epochs=epochs, seed=args.seed, max_failures=0), name=f"realbench-{model}")  # noqa: E501
         timings[f"{key} train ({epochs} epochs)"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         out = os.path.join(work, f"captions-{model}{suffix}")
-        caption_library([videos], CaptionOptions(out=out, model=os.path.join(run_dir, BUNDLE_NAME), force=True))
+        caption_library([videos], CaptionOptions(out=out, model=bundle_uri, force=True))
         timings[f"{key} caption"] = time.perf_counter() - t0
         r = score(out, truth, bundle)
         r["windows_per_s"] = windows_per_second(bundle)

@@ -57,6 +57,7 @@ class TrainConfig:
     mixed_precision: bool = True
     max_steps_per_epoch: int | None = None
     augment: dict = field(default_factory=dict)  # BatchAugmentConfig fields; recorded in the bundle
+    gate_dbfs: float | None = None  # energy gate recorded in the bundle (caption: quieter seconds get no caption)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -429,6 +430,7 @@ def train(
             "history": history,
         },
         training={**cfg.to_dict(), "hparams": hparams, "dataset_augmentation": info.augmentation},
+        gate_dbfs=cfg.gate_dbfs,
     )
     save_bundle(bundle, storage.join(cfg.out, BUNDLE_NAME))
     return bundle
