@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import random
@@ -38,7 +39,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from sound_captions import storage
-from sound_captions.bundle import load_bundle
+from sound_captions.bundle import load_bundle, save_bundle
 from sound_captions.caption.pipeline import CaptionOptions, caption_library
 from sound_captions.dataset.build import BuildOptions, build_dataset
 from sound_captions.demo import vtt_activity
@@ -213,8 +214,10 @@ def score(out: str, truth: dict, bundle) -> dict:
         present = [mid for mid in labels if yt[:, index[mid]].any()]
         result[key] = {
             "micro_f1": m["overall"]["f_measure"],
-            "macro_f1": float(np.mean([m["class_wise"][mid]["f_measure"] for mid in present])),
-            "class_f1": {mid: m["class_wise"][mid]["f_measure"] for mid in labels},
+            # a class with truth but no output has F1 0 (sed_eval gives nan: precision 0/0)
+            "macro_f1": float(np.mean([np.nan_to_num(m["class_wise"][mid]["f_measure"]) for mid in present])),
+            "class_f1": {mid: (float(np.nan_to_num(m["class_wise"][mid]["f_measure"])) if mid in present else float("nan")) for mid in labels},
+            "captionable": {mid: mid in bundle.caption_text for mid in labels},
         }
         for kind in ("silence", "ambience"):
             sel = gaps == kind
@@ -238,6 +241,7 @@ def main(argv=None) -> int:
     p.add_argument("--test-fraction", type=float, default=0.3)
     p.add_argument("--videos", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gate-dbfs", type=float, default=None, help="caption with a copy of each bundle gated at this level (ModelBundle.gate_dbfs)")
     p.add_argument("--reuse-runs", action="store_true", help="use a bundle already trained in --work instead of training again")
     p.add_argument("--level-floor-dbfs", type=float, default=None, help="level-preserving features (FeatureConfig.level_floor_dbfs); default: today's per-window standardisation")
     args = p.parse_args(argv)
@@ -290,6 +294,11 @@ def main(argv=None) -> int:
         else:
             bundle = train(TrainConfig(data=dataset, out=run_dir, model=model, epochs=epochs, seed=args.seed, max_failures=0), name=f"realbench-{model}")  # noqa: E501
         timings[f"{key} train ({epochs} epochs)"] = time.perf_counter() - t0
+        if args.gate_dbfs is not None:
+            bundle = dataclasses.replace(bundle, gate_dbfs=args.gate_dbfs)
+            bundle_uri = os.path.join(run_dir, f"bundle-gate{args.gate_dbfs:g}.pt")
+            save_bundle(bundle, bundle_uri)
+            suffix += f"-gate{args.gate_dbfs:g}"
         t0 = time.perf_counter()
         out = os.path.join(work, f"captions-{model}{suffix}")
         caption_library([videos], CaptionOptions(out=out, model=bundle_uri, force=True))
