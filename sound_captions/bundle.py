@@ -35,6 +35,9 @@ class ModelBundle:
     dataset_digest: str = ""
     metrics: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)  # epochs, seed, augmentation, ...
+    # Energy gate: seconds whose RMS is below this (dBFS) get all-zero scores at caption time, so
+    # digital silence and quiet room tone are never captioned. None: no gate (older bundles).
+    gate_dbfs: float | None = None
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     tool_version: str = __version__
 
@@ -69,6 +72,8 @@ class ModelBundle:
         h.update(repr(sorted(self.thresholds.items())).encode())
         h.update(repr(sorted(self.caption_text.items())).encode())
         h.update(self.feature_hash.encode())
+        if self.gate_dbfs is not None:  # absent from the digest of older bundles
+            h.update(f"gate={self.gate_dbfs!r}".encode())
         for name in sorted(self.state_dict):
             h.update(name.encode())
             h.update(self.state_dict[name].detach().cpu().contiguous().numpy().tobytes())
@@ -91,6 +96,7 @@ class ModelBundle:
             "dataset_digest": self.dataset_digest,
             "metrics": self.metrics,
             "training": self.training,
+            "gate_dbfs": self.gate_dbfs,
         }
 
     @classmethod
@@ -113,6 +119,7 @@ class ModelBundle:
             training=data.get("training", {}),
             created=data.get("created", ""),
             tool_version=data.get("tool_version", ""),
+            gate_dbfs=None if data.get("gate_dbfs") is None else float(data["gate_dbfs"]),
         )
 
 

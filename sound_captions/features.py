@@ -38,6 +38,13 @@ class FeatureConfig:
         channels: 1, or 3 (the map repeated, for image backbones).
         top_db: dynamic range kept below each window's peak, in dB.
         normalize: per-window standardisation (zero mean, unit variance).
+        level_floor_dbfs: ``None`` (default, today's features): each window is clipped at
+            ``top_db`` below its own peak and (with ``normalize``) standardised on its own, so a
+            silent second and an explosion look alike. A number (e.g. ``-90.0``): level-preserving
+            features instead: dB relative to full scale (0 = the peak bin of a full-scale sine),
+            floored at this value and mapped with fixed constants to [-1, 1] (floor → -1,
+            0 dBFS → 1); ``top_db`` and ``normalize`` are then not used. Omitted from
+            ``to_dict`` when ``None`` so the hash of older configs is unchanged.
     """
 
     sample_rate_hz: int = 16_000
@@ -48,6 +55,7 @@ class FeatureConfig:
     channels: int = 1
     top_db: float = 80.0
     normalize: bool = True
+    level_floor_dbfs: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("mel", "linear"):
@@ -56,6 +64,8 @@ class FeatureConfig:
             raise ValueError("channels must be 1 or 3")
         if self.window_samples // self.width < 1:
             raise ValueError("width is larger than the window in samples")
+        if self.level_floor_dbfs is not None and not self.level_floor_dbfs < 0:
+            raise ValueError("level_floor_dbfs must be negative (dB below full scale) or None")
 
     @classmethod
     def preset(cls, name: str) -> FeatureConfig:
@@ -92,7 +102,10 @@ class FeatureConfig:
         return min(self.n_fft, self.sample_rate_hz * 25 // 1000) if self.kind == "mel" else self.n_fft
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if data["level_floor_dbfs"] is None:  # keeps the hash of configs made before the field
+            del data["level_floor_dbfs"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureConfig:
@@ -163,6 +176,20 @@ class _Transforms:
         return module
 
 
+_FULL_SCALE_DB: dict[FeatureConfig, float] = {}
+
+
+def full_scale_db(cfg: FeatureConfig) -> float:
+    """The peak dB (before any clipping) of a full-scale 1 kHz sine under ``cfg``'s transform."""
+    if cfg not in _FULL_SCALE_DB:
+        t = torch.arange(cfg.window_samples, dtype=torch.float32) / cfg.sample_rate_hz
+        sine = torch.sin(2 * torch.pi * 1000.0 * t)[None]
+        with torch.no_grad():
+            power = _Transforms.get(cfg)(sine)[..., : cfg.width]
+        _FULL_SCALE_DB[cfg] = float(10.0 * torch.log10(torch.clamp(power, min=1e-10)).amax())
+    return _FULL_SCALE_DB[cfg]
+
+
 def spectrogram(windows: np.ndarray | torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     """``(n, window_samples)`` → log power spectrograms, Tensor of size (n, H, W, C), float32."""
     x = torch.as_tensor(np.asarray(windows, dtype=np.float32)) if not isinstance(windows, torch.Tensor) else windows
@@ -171,9 +198,14 @@ def spectrogram(windows: np.ndarray | torch.Tensor, cfg: FeatureConfig) -> torch
     with torch.no_grad():
         power = _Transforms.get(cfg)(x)[..., : cfg.width]  # (n, H, W)
         db = 10.0 * torch.log10(torch.clamp(power, min=1e-10))
-        peak = db.amax(dim=(1, 2), keepdim=True)
-        db = torch.maximum(db, peak - cfg.top_db)
-        if cfg.normalize:
+        if cfg.level_floor_dbfs is not None:
+            floor = float(cfg.level_floor_dbfs)
+            db = torch.clamp(db - full_scale_db(cfg), min=floor)
+            db = (db - floor / 2) / (-floor / 2)
+        else:
+            peak = db.amax(dim=(1, 2), keepdim=True)
+            db = torch.maximum(db, peak - cfg.top_db)
+        if cfg.normalize and cfg.level_floor_dbfs is None:
             mean = db.mean(dim=(1, 2), keepdim=True)
             std = db.std(dim=(1, 2), keepdim=True)
             db = (db - mean) / (std + 1e-5)

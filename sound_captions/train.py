@@ -58,6 +58,7 @@ class TrainConfig:
     mixed_precision: bool = True
     max_steps_per_epoch: int | None = None
     augment: dict = field(default_factory=dict)  # BatchAugmentConfig fields; recorded in the bundle
+    gate_dbfs: float | None = None  # energy gate recorded in the bundle (caption: quieter seconds get no caption)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -446,6 +447,7 @@ def train(
             **cfg.to_dict(), "hparams": hparams, "dataset_augmentation": info.augmentation,
             "captions_derived": captions.derived, "captions_never": captions.never,
         },
+        gate_dbfs=cfg.gate_dbfs,
     )
     save_bundle(bundle, storage.join(cfg.out, BUNDLE_NAME))
     return bundle

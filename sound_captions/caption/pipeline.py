@@ -190,10 +190,17 @@ def decode_chunks(batch: dict, feature_config: dict, chunk_s: int, ffmpeg: str |
             yield _rows(video, "error", np.array([0]), 0, _failure(exc, uri), empty)
 
 
+def window_level_dbfs(windows) -> np.ndarray:
+    """RMS level of each window in dBFS (digital silence → -200)."""
+    x = np.asarray(windows, dtype=np.float32).reshape(len(windows), -1)
+    return (10.0 * np.log10(np.maximum(np.mean(np.square(x, dtype=np.float64), axis=1), 1e-20))).astype(np.float32)
+
+
 def add_features(batch: dict, feature_config: dict, threads: int = 1) -> dict:
     """Window rows → spectrogram rows (other rows get zeros)."""
     pin_torch_threads(threads)
     windows = batch.pop("window")
+    batch["level_dbfs"] = window_level_dbfs(windows)  # for the bundle's energy gate
     batch["spectrogram"] = spectrograms_where(windows, batch["kind"] == "window", FeatureConfig.from_dict(feature_config))
     return batch
 
@@ -222,6 +229,9 @@ class Classifier:
                 with torch.autocast(device_type=self.device.type, enabled=self.device.type == "cuda"):
                     logits = self.model(x)
                 scores[is_window] = torch.sigmoid(logits.float()).cpu().numpy()
+        level = batch.pop("level_dbfs", None)
+        if self.bundle.gate_dbfs is not None and level is not None:
+            scores[np.asarray(level) < self.bundle.gate_dbfs] = 0.0  # below the gate: never captioned
         batch["scores"] = scores
         return batch
 
