@@ -51,6 +51,19 @@ class ModelBundle:
         h, w, c = self.feature_config.shape
         return (c, h, w)
 
+    @property
+    def context(self) -> int:
+        """Seconds of audio context on each side the model uses (0: each second alone)."""
+        from sound_captions.models import context_seconds
+
+        return context_seconds(self.architecture, self.hparams)
+
+    @property
+    def model_input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one model input: ``input_shape`` widened to the context's windows."""
+        c, h, w = self.input_shape
+        return (c, h, (2 * self.context + 1) * w)
+
     def build_model(self) -> torch.nn.Module:
         """The architecture with these weights, in eval mode."""
         from sound_captions.models import build_model

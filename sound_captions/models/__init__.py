@@ -2,6 +2,9 @@
 
 Every model maps a batch of spectrogram images (N, C, H, W) float32 to label LOGITS
 (N, num_classes). The task is multi-label: apply ``torch.sigmoid`` outside the model.
+A model with audio context (``mobilenet``: a ``context`` attribute > 0) takes its neighbouring
+seconds' images side by side along W, (N, C, H, (2·context + 1)·W); ``sound_captions.context``
+builds that input, and ``input_shape`` is still the shape of ONE second.
 
 Note the axis order: ``FeatureConfig.shape`` is (H, W, C) as stored in the shards, while
 ``input_shape`` here is (C, H, W) as PyTorch convolutions take it; permute the batch
@@ -20,7 +23,7 @@ from functools import partial
 
 from torch import nn
 
-from sound_captions.models import baseline, compact, torchvision_models
+from sound_captions.models import baseline, compact, mobilenet, torchvision_models
 from sound_captions.models.torchvision_models import PretrainedWeightsError
 
 
@@ -41,6 +44,7 @@ class _Entry:
 _REGISTRY: dict[str, _Entry] = {
     "baseline": _Entry(baseline.BaselineCNN, baseline.DEFAULT_HPARAMS),
     "compact": _Entry(compact.CompactCNN, compact.DEFAULT_HPARAMS),
+    "mobilenet": _Entry(mobilenet.MobileNetContext, mobilenet.DEFAULT_HPARAMS),
     **{
         name: _Entry(
             partial(torchvision_models.build_torchvision, name),
@@ -58,6 +62,7 @@ __all__ = [
     "PretrainedWeightsError",
     "UnknownModelError",
     "build_model",
+    "context_seconds",
     "count_parameters",
     "default_hparams",
 ]
@@ -75,6 +80,15 @@ def _entry(name: str) -> _Entry:
 def default_hparams(name: str) -> dict[str, object]:
     """The hyper-parameters ``build_model(name, ...)`` uses when given none (a fresh copy)."""
     return dict(_entry(name).defaults)
+
+
+def context_seconds(name: str, hparams: dict) -> int:
+    """Seconds of audio context on each side that architecture ``name`` with ``hparams`` uses
+    (0 for architectures that judge each second alone)."""
+    entry = _entry(name)
+    if "context" not in entry.defaults:
+        return 0
+    return int(hparams.get("context", entry.defaults["context"]) or 0)
 
 
 def build_model(
