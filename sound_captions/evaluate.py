@@ -32,6 +32,7 @@ import torch
 
 from sound_captions import __version__, storage
 from sound_captions.bundle import ModelBundle, load_bundle
+from sound_captions.context import classify_embeddings, neighbour_index, silence_spectrogram
 from sound_captions.dataset import shards
 from sound_captions.features import to_model_input
 from sound_captions.metrics import average_precision, mean_average_precision, segment_metrics
@@ -96,7 +97,8 @@ def score_dataset(
     info = shards.load_dataset_info(data_uri)
     bundle.feature_config.check(info.feature_config.hash, f"dataset {data_uri}")
     model = bundle.build_model().to(device)
-    y_parts, score_parts, meta_parts = [], [], []
+    context = bundle.context
+    y_parts, score_parts, meta_parts, augment_parts = [], [], [], []
     for uri in shards.shard_uris(data_uri, info):
         table = shards.read_table(uri)
         if split is not None:
@@ -110,17 +112,32 @@ def score_dataset(
             for start in range(0, spec.shape[0], batch_size):
                 # astype copies the read-only Arrow-backed view into a writable float32 array
                 x = to_model_input(spec[start : start + batch_size].astype(np.float32)).to(device)
-                score_parts.append(torch.sigmoid(model(x).float()).cpu().numpy())
+                # a context model: embeddings now, scores once every neighbour is known
+                out = model.embed(x) if context else torch.sigmoid(model(x).float())
+                score_parts.append(out.float().cpu().numpy())
         y_parts.append(_multi_hot(table.column("labels").to_pylist(), bundle.labels))
         meta_parts.append(table.select(list(META_COLUMNS)))
+        if context:
+            augment_parts.append(table.column("augment"))
     if not score_parts:
         which = "any split" if split is None else f"split {split!r}"
         raise NoEvaluationDataError(f"{data_uri}: no windows of {which}")
-    return (
-        np.concatenate(y_parts),
-        np.concatenate(score_parts).astype(np.float32),
-        pa.concat_tables(meta_parts),
-    )
+    meta = pa.concat_tables(meta_parts)
+    scores = np.concatenate(score_parts).astype(np.float32)
+    if context:  # neighbours may lie in another shard: index the whole split at once
+        index = neighbour_index(
+            meta.column("clip_id").to_pylist(), pa.chunked_array(augment_parts).to_pylist(),
+            meta.column("start_s").to_numpy(), context,
+        )
+        silence = to_model_input(silence_spectrogram(bundle.feature_config)[None]).to(device)
+        with torch.no_grad():
+            embeddings = torch.as_tensor(scores, device=device)
+            silence_embedding = model.embed(silence)[0]
+            scores = np.concatenate([
+                torch.sigmoid(classify_embeddings(model, embeddings, index[start : start + batch_size], silence_embedding).float()).cpu().numpy()
+                for start in range(0, len(index), batch_size)
+            ]).astype(np.float32)
+    return np.concatenate(y_parts), scores, meta
 
 
 def label_confusion(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, np.ndarray]:

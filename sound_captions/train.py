@@ -24,7 +24,7 @@ from sound_captions.augment import BatchAugmentConfig, apply_batch_augment
 from sound_captions.bundle import ModelBundle, save_bundle
 from sound_captions.caption.vocabulary import CaptionVocabulary
 from sound_captions.dataset import shards
-from sound_captions.features import pin_torch_threads, to_model_input
+from sound_captions.features import FeatureConfig, pin_torch_threads, to_model_input
 from sound_captions.metrics import mean_average_precision, tune_thresholds_pooled
 
 log = logging.getLogger(__name__)
@@ -111,25 +111,51 @@ def _strip_scheme(uri: str) -> str:
     return uri[len("s3://") :] if storage.is_s3(uri) else str(storage.local_path(uri))
 
 
-def read_split(root: str, info: shards.DatasetInfo, split: str, *, in_memory: bool):
+def to_context_batch(group: dict, vocabulary: list[str], split: str, feature_config: dict, context: int) -> dict:
+    """Ray Data ``map_groups`` stage: all rows of one clip → ``{"x": (n, H, K·W, C), "y"}`` for
+    the rows of ``split``, each second with the ``context`` seconds around it side by side
+    (``sound_captions.context``: same clip and augment version; silence where there is none)."""
+    from sound_captions.context import neighbour_index, silence_spectrogram, stack_context
+
+    keep = np.flatnonzero(np.asarray(group["split"] == split))
+    spec = np.asarray(group["spectrogram"])
+    index = neighbour_index(group["clip_id"], group["augment"], group["start_s"], context)[keep]
+    silence = silence_spectrogram(FeatureConfig.from_dict(feature_config)).astype(spec.dtype)
+    return {
+        "x": stack_context(spec, index, silence),
+        "y": label_matrix([group["labels"][i] for i in keep], vocabulary),
+    }
+
+
+def read_split(root: str, info: shards.DatasetInfo, split: str, *, in_memory: bool, context: int = 0):
     """A Ray dataset of ``{"x", "y"}`` batches for one split of a dataset.
 
     Rows come in shard order (``preserve_order`` on this dataset's own context, not the
     process-wide one), so that a seeded run sees the same batches every time; the train loop
-    shuffles locally with a seeded buffer.
+    shuffles locally with a seeded buffer. With ``context`` > 0 (a context model) rows are
+    grouped by clip first, so that each example carries its neighbouring seconds (``x`` is
+    then 2·context + 1 windows wide: the object store holds that many times the spectrograms).
     """
     import ray
 
     fs = arrow_filesystem(root)
     paths = [_strip_scheme(u) for u in shards.shard_uris(root, info)]
-    ds = ray.data.read_parquet(paths, filesystem=fs).select_columns(
-        ["second", "labels", "split", "spectrogram"]
-    )
-    ds = ds.map_batches(
-        to_training_batch,
-        fn_kwargs={"vocabulary": info.labels, "split": split},
-        batch_format="numpy",
-    )
+    columns = ["second", "labels", "split", "spectrogram"]
+    if context:
+        columns += ["clip_id", "start_s", "augment"]
+    ds = ray.data.read_parquet(paths, filesystem=fs).select_columns(columns)
+    if context:
+        ds = ds.groupby("clip_id").map_groups(
+            to_context_batch,
+            fn_kwargs={"vocabulary": info.labels, "split": split, "feature_config": info.feature_config.to_dict(), "context": int(context)},
+            batch_format="numpy",
+        )
+    else:
+        ds = ds.map_batches(
+            to_training_batch,
+            fn_kwargs={"vocabulary": info.labels, "split": split},
+            batch_format="numpy",
+        )
     ds.context.execution_options.preserve_order = True
     return ds.materialize() if in_memory else ds
 
@@ -338,7 +364,7 @@ def train(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from sound_captions.models import build_model, default_hparams
+    from sound_captions.models import build_model, context_seconds, default_hparams
 
     info = shards.load_dataset_info(cfg.data)
     if not info.shards:
@@ -352,8 +378,9 @@ def train(
     captions = vocabulary.resolve(info.labels, dict(info.vocabulary))
     for line in captions.warnings(dict(info.vocabulary)):
         log.warning(line)
-    train_ds = read_split(cfg.data, info, "train", in_memory=cfg.in_memory)
-    valid_ds = read_split(cfg.data, info, "valid", in_memory=cfg.in_memory)
+    context = context_seconds(cfg.model, hparams)
+    train_ds = read_split(cfg.data, info, "train", in_memory=cfg.in_memory, context=context)
+    valid_ds = read_split(cfg.data, info, "valid", in_memory=cfg.in_memory, context=context)
     storage_path = cfg.out if storage.is_s3(cfg.out) else str(storage.local_path(cfg.out).resolve())
     trainer = TorchTrainer(
         train_loop_per_worker,

@@ -242,3 +242,44 @@ def test_killed_worker_resumes_from_its_last_checkpoint(small_dataset, tmp_path)
     loaded = load_bundle(str(out / BUNDLE_NAME))
     assert loaded.digest() == bundle.digest()
     assert [h["epoch"] for h in loaded.metrics["history"]] == list(range(epochs))
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_context_model_trains_and_evaluates_with_neighbours_across_shards(small_dataset, tmp_path):
+    """mobilenet with context: Ray Train stacks each second with its clip neighbours, and
+    ``evaluate`` (embeddings per shard, heads once the whole split is known) gives the numbers
+    the model gives on the stacked input."""
+    import pyarrow as pa
+    import torch
+
+    from sound_captions.context import neighbour_index, silence_spectrogram, stack_context
+    from sound_captions.dataset import shards
+    from sound_captions.evaluate import score_dataset
+    from sound_captions.features import to_model_input
+
+    out = tmp_path / "ctx"
+    bundle = train(
+        TrainConfig(
+            data=str(small_dataset), out=str(out), model="mobilenet",
+            hparams={"width_mult": 0.25, "embed_dim": 32, "context": 1},
+            epochs=2, batch_size=8, patience=0, max_failures=0, seed=5,
+        ),
+        name="context",
+    )
+    assert bundle.architecture == "mobilenet" and bundle.context == 1
+    assert [h["epoch"] for h in _history(out)] == [0, 1]
+    y, scores, meta = score_dataset(bundle, str(small_dataset), split="valid")
+
+    info = load_dataset_info(str(small_dataset))
+    assert len(info.shards) >= 2
+    table = pa.concat_tables([shards.read_table(u) for u in shards.shard_uris(str(small_dataset), info)])
+    table = table.filter(pa.compute.equal(table.column("split"), "valid"))
+    assert table.column("clip_id").to_pylist() == meta.column("clip_id").to_pylist()
+    index = neighbour_index(table.column("clip_id").to_pylist(), table.column("augment").to_pylist(), table.column("start_s").to_numpy(), 1)
+    assert (index[:, 0] >= 0).any() and (index[:, 2] >= 0).any()  # clips of 3 s: real neighbours
+    x = stack_context(np.asarray(shards.spectrograms(table), dtype=np.float32), index, silence_spectrogram(bundle.feature_config))
+    with torch.inference_mode():
+        want = torch.sigmoid(bundle.build_model()(to_model_input(x))).numpy()
+    np.testing.assert_allclose(scores, want, atol=1e-4)
+    assert y.shape == scores.shape == (len(table), 3)

@@ -32,6 +32,7 @@ from sound_captions.caption.postprocess import Cue, PostprocessConfig, scores_to
 from sound_captions.caption.speech import find_speech_track, merge_tracks, read_speech_cues
 from sound_captions.caption.vocabulary import run_caption_texts
 from sound_captions.caption.vtt import render_vtt
+from sound_captions.context import classify_embeddings, sequence_index, silence_spectrogram
 from sound_captions.features import (
     FeatureConfig,
     frame_windows,
@@ -206,7 +207,9 @@ def add_features(batch: dict, feature_config: dict, threads: int = 1) -> dict:
 
 
 class Classifier:
-    """Ray Data actor: spectrogram rows → per-label probabilities (the model loads once)."""
+    """Ray Data actor: spectrogram rows → per-label probabilities, or, for a model with audio
+    context, per-second embeddings that the driver's ``SecondScorer`` turns into probabilities
+    once a video's neighbouring seconds are all known (the model loads once)."""
 
     def __init__(self, model: str, threads: int = 1):
         import torch
@@ -216,24 +219,62 @@ class Classifier:
         if self.device.type == "cpu":
             pin_torch_threads(threads)
         self.model = self.bundle.build_model().to(self.device)
+        self.context = self.bundle.context
+        self.width = len(self.bundle.labels)
+        if self.context:
+            with torch.inference_mode():
+                self.width = int(self.model.embed(torch.zeros(1, *self.bundle.input_shape, device=self.device)).shape[1])
 
     def __call__(self, batch: dict) -> dict:
         import torch
 
         spec = batch.pop("spectrogram")
         is_window = np.asarray(batch["kind"] == "window", dtype=bool)
-        scores = np.zeros((len(is_window), len(self.bundle.labels)), dtype=np.float32)
+        out = np.zeros((len(is_window), self.width), dtype=np.float32)
         if is_window.any():
             with torch.inference_mode():
                 x = to_model_input(spec[is_window]).to(self.device)
                 with torch.autocast(device_type=self.device.type, enabled=self.device.type == "cuda"):
-                    logits = self.model(x)
-                scores[is_window] = torch.sigmoid(logits.float()).cpu().numpy()
-        level = batch.pop("level_dbfs", None)
-        if self.bundle.gate_dbfs is not None and level is not None:
-            scores[np.asarray(level) < self.bundle.gate_dbfs] = 0.0  # below the gate: never captioned
-        batch["scores"] = scores
+                    y = self.model.embed(x) if self.context else torch.sigmoid(self.model(x).float())
+                out[is_window] = y.float().cpu().numpy()
+        batch["embedding" if self.context else "scores"] = out
         return batch
+
+
+class SecondScorer:
+    """Driver side: one video's per-second outputs (in second order) → its scores (T, L).
+
+    For a model with context, the embeddings of seconds k-c … k+c go through the model's head
+    (silence outside the video, as in training); the bundle's energy gate then zeroes every
+    second quieter than ``gate_dbfs``.
+    """
+
+    def __init__(self, bundle: ModelBundle):
+        import torch
+
+        self.bundle = bundle
+        self.model = bundle.build_model() if bundle.context else None
+        if self.model is not None:
+            silence = to_model_input(silence_spectrogram(bundle.feature_config)[None])
+            with torch.inference_mode():
+                self.silence_embedding = self.model.embed(silence)[0]
+
+    def __call__(self, outputs: np.ndarray, level_dbfs: np.ndarray | None) -> np.ndarray:
+        import torch
+
+        scores = outputs
+        if self.model is not None:
+            index = sequence_index(len(outputs), self.bundle.context)
+            with torch.inference_mode():
+                embeddings = torch.as_tensor(outputs)
+                scores = np.concatenate(
+                    [torch.sigmoid(classify_embeddings(self.model, embeddings, index[i : i + 4096], self.silence_embedding)).numpy() for i in range(0, len(index), 4096)]
+                ) if len(index) else np.zeros((0, len(self.bundle.labels)), dtype=np.float32)
+        scores = np.asarray(scores, dtype=np.float32)
+        if self.bundle.gate_dbfs is not None and level_dbfs is not None:
+            scores = scores.copy()
+            scores[np.asarray(level_dbfs) < self.bundle.gate_dbfs] = 0.0  # below the gate: never captioned
+        return scores
 
 
 # ---------------------------------------------------------------- outputs
@@ -373,8 +414,10 @@ def caption_library(inputs: list[str], options: CaptionOptions, *, progress=None
 
 
 def _gather(ds, todo, out, bundle, caption_text, digest, options, progress) -> list[VideoResult]:
-    pending: dict[int, dict] = defaultdict(lambda: {"seconds": [], "scores": [], "n": None, "error": None})
+    pending: dict[int, dict] = defaultdict(lambda: {"seconds": [], "scores": [], "levels": [], "n": None, "error": None})
     finished: dict[int, VideoResult] = {}
+    scorer = SecondScorer(bundle)
+    output = "embedding" if bundle.context else "scores"
 
     def finish(video: int) -> None:
         state = pending.pop(video)
@@ -384,7 +427,7 @@ def _gather(ds, todo, out, bundle, caption_text, digest, options, progress) -> l
             finished[video] = VideoResult(item.uri, "failed", reason, message)
         else:
             order = np.argsort(np.concatenate(state["seconds"]))
-            scores = np.concatenate(state["scores"])[order]
+            scores = scorer(np.concatenate(state["scores"])[order], np.concatenate(state["levels"])[order])
             cues, _ = scores_to_cues(scores, bundle.labels, bundle.thresholds, caption_text, options.postprocess)
             try:
                 vtt_uri = write_outputs(out, item, scores, cues, bundle, digest)
@@ -409,7 +452,8 @@ def _gather(ds, todo, out, bundle, caption_text, digest, options, progress) -> l
             is_window = kinds == "window"
             if is_window.any():
                 state["seconds"].append(batch["second"][rows][is_window])
-                state["scores"].append(batch["scores"][rows][is_window])
+                state["scores"].append(batch[output][rows][is_window])
+                state["levels"].append(batch["level_dbfs"][rows][is_window])
             for kind, n, message in zip(kinds[~is_window], batch["n_seconds"][rows][~is_window], batch["message"][rows][~is_window], strict=True):
                 if kind == "error":
                     state["error"] = str(message)
