@@ -173,16 +173,28 @@ def make_test_audio(corpus: str, test_rows: list[dict], ambience_rows: list[dict
 
 
 def windows_per_second(bundle, batch: int = 256, repeats: int = 3) -> float:
+    """Seconds of audio the model scores per wall second, computed as the caption run does: a
+    context model encodes each second once and its head reads the neighbours' embeddings."""
     import torch
+
+    from sound_captions.context import classify_embeddings, sequence_index
 
     torch.set_num_threads(2)
     model = bundle.build_model()
     x = torch.randn(batch, *bundle.input_shape)
+    index = sequence_index(batch, bundle.context)
+
+    def run():
+        if not bundle.context:
+            return model(x)
+        e = model.embed(x)
+        return classify_embeddings(model, e, index, e[0])
+
     with torch.inference_mode():
-        model(x)
+        run()
         t0 = time.perf_counter()
         for _ in range(repeats):
-            model(x)
+            run()
     return batch * repeats / (time.perf_counter() - t0)
 
 
