@@ -29,7 +29,7 @@ def _seeded_torch():
 
 
 def test_registry_lists_the_expected_models():
-    assert set(MODEL_NAMES) == {"baseline", "compact", "resnet18", "efficientnet_b0", "vgg11"}
+    assert set(MODEL_NAMES) == {"baseline", "compact", "mobilenet", "resnet18", "efficientnet_b0", "vgg11"}
 
 
 def test_baseline_parameter_count_matches_keras_study_model():
@@ -61,7 +61,9 @@ def test_forward_backward_shapes_and_finite_grads(name, input_shape):
     num_classes = 5
     model = build_model(name, num_classes=num_classes, input_shape=input_shape)
     model.train()
-    x = torch.randn(2, *input_shape)
+    c, h, w = input_shape
+    k = 2 * getattr(model, "context", 0) + 1  # a context model reads its neighbours' windows too
+    x = torch.randn(2, c, h, k * w)
     logits = model(x)
     assert logits.shape == (2, num_classes)
     assert logits.dtype == torch.float32
