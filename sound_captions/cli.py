@@ -234,6 +234,7 @@ def dataset_preview(uri, out, per_label, split, seed):
 @click.option("--mixed-precision/--no-mixed-precision", default=True, show_default=True, help="autocast + GradScaler on CUDA only.")
 @click.option("--target-precision", default=0.9, show_default=True, help="Per-label thresholds are tuned on validation data to this precision.")
 @click.option("--max-steps-per-epoch", type=int, default=None)
+@click.option("--shuffle-buffer-rows", default=8192, show_default=True, help="Rows shuffled among per epoch (the shards keep a class's clips together).")
 @click.option("--max-failures", default=2, show_default=True, help="Worker failures to recover from.")
 @click.option(
     "--augment", default="{}",
@@ -242,7 +243,7 @@ def dataset_preview(uri, out, per_label, split, seed):
 @click.pass_context
 def train_cmd(
     ctx, data, out, model, hparams, epochs, batch_size, learning_rate, workers, gpus_per_worker, cpus_per_worker, seed, in_memory,
-    patience, weight_decay, balance_classes, mixed_precision, target_precision, max_steps_per_epoch, max_failures, augment,
+    patience, weight_decay, balance_classes, mixed_precision, target_precision, max_steps_per_epoch, shuffle_buffer_rows, max_failures, augment,
 ):
     """Train a model with Ray Train and write <out>/model.bundle."""
     from sound_captions.train import BUNDLE_NAME, TrainConfig, train
@@ -255,6 +256,7 @@ def train_cmd(
             seed=seed, in_memory=in_memory, patience=patience, max_failures=max_failures, augment=json.loads(augment),
             weight_decay=weight_decay, balance_classes=balance_classes, mixed_precision=mixed_precision,
             target_precision=target_precision, max_steps_per_epoch=max_steps_per_epoch,
+            shuffle_buffer_rows=shuffle_buffer_rows,
         )
     )
     click.echo(f"best validation mAP {bundle.metrics.get('best_valid_map', float('nan')):.3f} → {out.rstrip('/')}/{BUNDLE_NAME}")

@@ -57,6 +57,10 @@ class TrainConfig:
     threshold_min_positives: int = 5  # fewer positive validation windows: pooled threshold
     mixed_precision: bool = True
     max_steps_per_epoch: int | None = None
+    # Rows the train loop shuffles among each epoch. The shards keep the build's order (a clip's
+    # seconds, and often a class's clips, together): a buffer of a few batches trains on batches
+    # of one or two classes. 8192 rows of 128×128 float16 ≈ 256 MB (×3 with a context of 1).
+    shuffle_buffer_rows: int = 8192
     augment: dict = field(default_factory=dict)  # BatchAugmentConfig fields; recorded in the bundle
     gate_dbfs: float | None = None  # energy gate recorded in the bundle (caption: quieter seconds get no caption)
 
@@ -257,7 +261,7 @@ def train_loop_per_worker(config: dict) -> None:
         batches = train_shard.iter_torch_batches(
             batch_size=cfg.batch_size,
             drop_last=True,  # batch norm needs more than one example
-            local_shuffle_buffer_size=max(cfg.batch_size * 8, 256),
+            local_shuffle_buffer_size=max(cfg.batch_size * 8, int(cfg.shuffle_buffer_rows)),
             local_shuffle_seed=cfg.seed + epoch,
         )
         for step, batch in enumerate(batches):
