@@ -36,11 +36,70 @@ def decode_only(paths: list[Path], workers: int) -> float:
     return time.perf_counter() - started
 
 
+def stage_profile(paths: list[Path], model: str, out: Path) -> dict[str, float]:
+    """Seconds per hour of media of each stage, run one after another in this process on one
+    thread (the caption job overlaps them across Ray tasks; this shows which one bounds it):
+    discover, decode, features, inference, post-processing, writing."""
+    import numpy as np
+    import torch
+
+    from sound_captions.audio import stream_audio
+    from sound_captions.bundle import load_bundle
+    from sound_captions.caption.fetch import FetchOptions, fetched
+    from sound_captions.caption.pipeline import (
+        SecondScorer,
+        discover,
+        window_level_dbfs,
+        write_outputs,
+    )
+    from sound_captions.caption.postprocess import PostprocessConfig, scores_to_cues
+    from sound_captions.features import frame_windows, spectrograms_where, to_model_input
+
+    torch.set_num_threads(1)
+    bundle = load_bundle(model)
+    net = bundle.build_model()
+    scorer = SecondScorer(bundle)
+    t = dict.fromkeys(("discover", "decode", "features", "inference", "post-processing", "writing"), 0.0)
+    t0 = time.perf_counter()
+    items, _ = discover([str(paths[0].parent)])
+    t["discover"] += time.perf_counter() - t0
+    media_s = 0
+    for item in items:
+        t0 = time.perf_counter()
+        with fetched(item.uri, FetchOptions()) as source:
+            audio = np.concatenate(list(stream_audio(source, chunk_s=60)))
+        t["decode"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        windows = frame_windows(audio, bundle.feature_config)
+        spec = np.concatenate([spectrograms_where(w, np.ones(len(w), bool), bundle.feature_config) for w in np.array_split(windows, max(1, len(windows) // 256))])
+        level = window_level_dbfs(windows)
+        t["features"] += time.perf_counter() - t0
+        media_s += len(windows)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            parts = []
+            for start in range(0, len(spec), 256):
+                x = to_model_input(spec[start : start + 256])
+                parts.append((net.embed(x) if bundle.context else torch.sigmoid(net(x))).numpy())
+            scores = scorer(np.concatenate(parts), level)
+        t["inference"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        cues, _ = scores_to_cues(scores, bundle.labels, bundle.thresholds, bundle.caption_text, PostprocessConfig())
+        t["post-processing"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        write_outputs(str(out), item, scores, cues, bundle, bundle.digest())
+        t["writing"] += time.perf_counter() - t0
+    return {k: round(v / (media_s / 3600), 2) for k, v in t.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=int, default=6)
     parser.add_argument("--minutes", type=float, default=10.0, help="Per video (short videos measure start-up, not throughput).")
-    parser.add_argument("--model", default=None, help="Model bundle (default: a tiny one trained on generated media).")
+    parser.add_argument(
+        "--model", default=None,
+        help="A model bundle to measure (default: bundles of the architecture `train` uses by default and of the study's baseline, trained briefly on generated media: speed does not depend on quality).",
+    )
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--smoke-test", action="store_true", help="2 videos x 30 s.")
     parser.add_argument("--json", default=None, help="Also write the figures to this file.")
@@ -67,38 +126,42 @@ def main() -> None:
             cut.append((kind, min(s, seconds - total)))
             total += cut[-1][1]
         paths.append(make_media(work / "videos" / f"video-{i:02d}.mp4", cut, seed=i))
-    model = args.model
-    if model is None:
-        model = str(work / "tiny.bundle")
-        train_tiny_bundle(model, 0)
+    if args.model:
+        models = {"given": args.model}
+    else:
+        from sound_captions.train import TrainConfig
+
+        models = {}
+        for name in dict.fromkeys([TrainConfig.model, "baseline"]):
+            models[name] = str(work / f"{name}.bundle")
+            train_tiny_bundle(models[name], 0, epochs=1, architecture=name)
     cores = os.cpu_count() or 1
     media_h = args.videos * seconds / 3600
 
     decode_s = decode_only(paths, cores)
-    ray.init(num_cpus=max(4, cores), include_dashboard=False, log_to_driver=False)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    try:
-        run = caption_library([str(work / "videos")], CaptionOptions(out=str(work / "captions"), model=model, force=True))
-    finally:
-        ray.shutdown()
-    assert not run.failed, [(r.input, r.reason, r.message) for r in run.failed]
     figures = {
-        "videos": args.videos,
-        "media_hours": round(media_h, 4),
-        "cores": cores,
-        "decode_only_wall_s": round(decode_s, 2),
-        "pipeline_wall_s": round(run.wall_s, 2),
-        "decode_only_h_per_wall_h": round(media_h / (decode_s / 3600), 1),
-        "pipeline_h_per_wall_h": round(media_h / (run.wall_s / 3600), 1),
+        "videos": args.videos, "media_hours": round(media_h, 4), "cores": cores,
+        "decode_only_wall_s": round(decode_s, 2), "decode_only_h_per_wall_h": round(media_h / (decode_s / 3600), 1), "models": {},
     }
-    figures["pipeline_to_floor_ratio"] = round(figures["pipeline_h_per_wall_h"] / figures["decode_only_h_per_wall_h"], 3)
-    print(
-        f"{args.videos} videos, {media_h:.2f} h of media on {cores} cores\n"
-        f"  ffmpeg decode only : {figures['decode_only_h_per_wall_h']:8.1f} h of media per wall-hour ({decode_s:.1f} s)\n"
-        f"  whole caption job  : {figures['pipeline_h_per_wall_h']:8.1f} h of media per wall-hour ({run.wall_s:.1f} s)\n"
-        f"  ratio job / floor  : {figures['pipeline_to_floor_ratio']:.3f}"
-    )
+    print(f"{args.videos} videos, {media_h:.2f} h of media on {cores} cores")
+    print(f"  ffmpeg decode only ({cores} at once) : {figures['decode_only_h_per_wall_h']:8.1f} h of media per wall-hour ({decode_s:.1f} s)")
+    for name, model in models.items():
+        ray.init(num_cpus=max(4, cores), include_dashboard=False, log_to_driver=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        try:
+            run = caption_library([str(work / "videos")], CaptionOptions(out=str(work / f"captions-{name}"), model=model, force=True))
+        finally:
+            ray.shutdown()
+        assert not run.failed, [(r.input, r.reason, r.message) for r in run.failed]
+        per_h = media_h / (run.wall_s / 3600)
+        stages = stage_profile(paths, model, work / f"profile-{name}")
+        figures["models"][name] = {
+            "bundle": model, "pipeline_wall_s": round(run.wall_s, 2), "pipeline_h_per_wall_h": round(per_h, 1),
+            "pipeline_to_floor_ratio": round(per_h / figures["decode_only_h_per_wall_h"], 3),
+            "stage_s_per_media_h_one_thread": stages,
+        }
+        print(f"  caption job, {name:<20}: {per_h:8.1f} h of media per wall-hour ({run.wall_s:.1f} s), ratio to the floor {per_h / figures['decode_only_h_per_wall_h']:.3f}")
+        print("      one thread, seconds per hour of media: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
 
