@@ -89,10 +89,13 @@ class MobileNetContext(nn.Module):
             nn.Dropout(float(dropout)),
             nn.Linear(int(embed_dim), num_classes),
         )
-        for module in [*self.project.modules(), *self.head.modules()]:
-            if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0, 0.01)
-                nn.init.zeros_(module.bias)
+        # Measured on the real-sound benchmark's dataset (from scratch, 4 epochs, validation mAP):
+        # torchvision's ImageNet choices, N(0, 0.01) linear layers and batch-norm momentum 0.01,
+        # reached 0.09; PyTorch's default linear init and momentum 0.1 reached 0.39. The slow
+        # running statistics also left eval-mode outputs nearly independent of the input.
+        for module in self.encoder.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = 0.1
 
     @property
     def context_windows(self) -> int:
