@@ -49,6 +49,19 @@ class CorruptMediaError(DecodeError):
     reason = "decode_error"
 
 
+class DecodeKilledError(DecodeError):
+    """ffmpeg was ended by a signal (out of memory, a timeout, an operator): what it wrote is a
+    truncated decode, never to be captioned as if it were the whole medium."""
+
+    reason = "decode_error"
+
+
+def _failed(source: str, returncode: int, stderr: str) -> DecodeError:
+    if returncode < 0:
+        return DecodeKilledError(source, f"ffmpeg was killed by signal {-returncode} before the end: the decode is incomplete")
+    return _classify(source, stderr)
+
+
 def ffmpeg_exe(ffmpeg: str | None = None) -> str:
     """Path of the ffmpeg binary to run."""
     if ffmpeg:
@@ -124,7 +137,7 @@ def decode_audio(
     proc = subprocess.run(cmd, capture_output=True, check=False)
     stderr = proc.stderr.decode("utf-8", "replace")
     if proc.returncode != 0:
-        raise _classify(text, stderr)
+        raise _failed(text, proc.returncode, stderr)
     usable = len(proc.stdout) - len(proc.stdout) % _BYTES_PER_SAMPLE
     samples = np.frombuffer(proc.stdout[:usable], dtype="<f4").astype(np.float32, copy=True)
     if samples.size == 0 and ("Invalid data" in stderr or "error" in stderr.lower()):
@@ -149,6 +162,7 @@ def stream_audio(
     cmd = _command(text, None, None, sample_rate_hz, ffmpeg, threads)
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         # stderr is small with -loglevel error; read it after stdout closes.
+        finished = False
         try:
             while True:
                 data = _read_exactly(proc.stdout, chunk_samples * _BYTES_PER_SAMPLE)
@@ -159,12 +173,14 @@ def stream_audio(
                     yield np.frombuffer(data[:usable], dtype="<f4").astype(np.float32, copy=True)
                 if len(data) < chunk_samples * _BYTES_PER_SAMPLE:
                     break
+            finished = True
         finally:
-            if proc.poll() is None:
-                proc.kill()
+            if not finished and proc.poll() is None:
+                proc.kill()  # the consumer stopped early: our kill, not a failed decode
         stderr = proc.stderr.read().decode("utf-8", "replace")
-        if proc.wait() > 0:
-            raise _classify(text, stderr)
+        returncode = proc.wait()
+        if returncode != 0:  # < 0: killed by a signal, the output is truncated
+            raise _failed(text, returncode, stderr)
 
 
 def _read_exactly(pipe, n: int) -> bytes:

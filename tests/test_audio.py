@@ -8,6 +8,7 @@ import pytest
 from sound_captions.audio import (
     CorruptMediaError,
     DecodeError,
+    DecodeKilledError,
     MediaNotFoundError,
     NoAudioStreamError,
     decode_audio,
@@ -85,3 +86,20 @@ def test_duration(media_dir):
 def test_bad_segment_is_rejected(media_dir):
     with pytest.raises(ValueError):
         decode_audio(media_dir / "tone.wav", start_s=2.0, end_s=1.0)
+
+
+def test_ffmpeg_killed_by_a_signal_is_a_failed_decode_not_a_short_one(media_dir, tmp_path):
+    """A decode ffmpeg did not finish (OOM killer, timeout) must not pass for the whole medium."""
+    fake = tmp_path / "ffmpeg"
+    # writes 0.5 s of float32 silence at 16 kHz, then dies of SIGKILL as the OOM killer would do it
+    fake.write_text("#!/bin/sh\nhead -c 32000 /dev/zero\nkill -9 $$\n")
+    fake.chmod(0o755)
+    source = media_dir / "tone.wav"
+    with pytest.raises(DecodeKilledError, match="signal 9"):
+        decode_audio(source, ffmpeg=str(fake))
+    with pytest.raises(DecodeKilledError, match="incomplete"):
+        list(stream_audio(source, chunk_s=0.25, ffmpeg=str(fake)))
+    # a consumer that stops early kills ffmpeg itself: that is not a failure
+    chunks = stream_audio(source, chunk_s=0.25)
+    assert next(chunks).size == 4000
+    chunks.close()
