@@ -149,7 +149,8 @@ def load_bundle(uri: str) -> ModelBundle:
     except storage.StorageError:
         raise
     except Exception as exc:
-        raise BundleError(f"{uri}: not a readable model bundle ({exc})") from exc
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+        raise BundleError(f"{uri}: not a readable model bundle ({type(exc).__name__}: {first[:160]})") from exc
     if not isinstance(data, dict):
         raise BundleError(f"{uri}: not a model bundle")
     return ModelBundle.from_dict(data)

@@ -38,7 +38,38 @@ def _quiet_ray_data() -> None:
     ctx.print_on_execution_start = False
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def user_errors() -> tuple[type[Exception], ...]:
+    """The project's own errors about what a user gave (a bundle, a path, a dataset, an option):
+    the CLI prints them as one line and exits 2 (the traceback only under ``-v``)."""
+    from sound_captions.bundle import BundleError
+    from sound_captions.dataset.plan import PlanError
+    from sound_captions.dataset.shards import NotADatasetError
+    from sound_captions.evaluate import NoEvaluationDataError
+    from sound_captions.features import FeatureConfigMismatchError
+    from sound_captions.models import PretrainedWeightsError, UnknownModelError
+    from sound_captions.storage import StorageError
+
+    return (BundleError, PlanError, NotADatasetError, NoEvaluationDataError, FeatureConfigMismatchError, PretrainedWeightsError, UnknownModelError, StorageError)
+
+
+class _Cli(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.Exit:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, user_errors()):
+                raise
+            if (ctx.obj or {}).get("verbose"):
+                import traceback
+
+                traceback.print_exc()
+            click.echo("error: " + " ".join(str(exc).split()), err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sound-captions")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("--ray-address", envvar="RAY_ADDRESS", default=None, help="Ray cluster to join (default: a local one).")
@@ -47,7 +78,7 @@ def _quiet_ray_data() -> None:
 def main(ctx: click.Context, verbose: int, ray_address: str | None, num_cpus: int | None) -> None:
     """Sound captions ([dog barking], [applause]) as WebVTT for whole video libraries."""
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)], format="%(levelname)s %(name)s: %(message)s")
-    ctx.obj = {"ray_address": ray_address, "num_cpus": num_cpus}
+    ctx.obj = {"ray_address": ray_address, "num_cpus": num_cpus, "verbose": verbose}
 
 
 def _start_ray(ctx: click.Context) -> None:
@@ -291,10 +322,12 @@ def caption(ctx, inputs, model, out, force, smoothing, vocabulary, merge_with_sp
 
     Exit status 1 when any input failed (the report lists each with its reason).
     """
+    from sound_captions.bundle import load_bundle
     from sound_captions.caption.fetch import FetchOptions
     from sound_captions.caption.pipeline import CaptionOptions, caption_library, summary_text
     from sound_captions.caption.postprocess import PostprocessConfig
 
+    load_bundle(model)  # a missing, wrong or corrupt bundle: one line, exit 2, before Ray starts
     _start_ray(ctx)
     run = caption_library(
         list(inputs),
@@ -324,18 +357,10 @@ def caption(ctx, inputs, model, out, force, smoothing, vocabulary, merge_with_sp
 @click.option("--device", default="cpu", show_default=True)
 def evaluate_cmd(model_uri, data_uri, split, out_dir, batch_size, device):
     """Per-second P/R/F1/ER (sed_eval segment-based), AP and mAP of a bundle on a dataset split."""
-    from sound_captions import storage
-    from sound_captions.bundle import BundleError
-    from sound_captions.dataset.shards import NotADatasetError
-    from sound_captions.evaluate import NoEvaluationDataError, evaluate
-    from sound_captions.features import FeatureConfigMismatchError
+    from sound_captions.evaluate import evaluate
 
-    try:
-        report = evaluate(
-            model_uri, data_uri, split=None if split == "all" else split, out_dir=out_dir, batch_size=batch_size, device=device
-        )
-    except (FeatureConfigMismatchError, NotADatasetError, NoEvaluationDataError, BundleError, storage.StorageError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    # a missing or corrupt bundle or dataset, a feature mismatch: one line, exit 2 (see _Cli)
+    report = evaluate(model_uri, data_uri, split=None if split == "all" else split, out_dir=out_dir, batch_size=batch_size, device=device)
     click.echo(json.dumps({"n_windows": report["n_windows"], **report["summary"]}, indent=2))
 
 
