@@ -277,7 +277,7 @@ def train_cmd(
     patience, weight_decay, balance_classes, mixed_precision, target_precision, max_steps_per_epoch, shuffle_buffer_rows, max_failures, augment,
 ):
     """Train a model with Ray Train and write <out>/model.bundle."""
-    from sound_captions.train import BUNDLE_NAME, TrainConfig, train
+    from sound_captions.train import BUNDLE_NAME, TrainConfig, epoch_line, train
 
     _start_ray(ctx)
     bundle = train(
@@ -288,7 +288,8 @@ def train_cmd(
             weight_decay=weight_decay, balance_classes=balance_classes, mixed_precision=mixed_precision,
             target_precision=target_precision, max_steps_per_epoch=max_steps_per_epoch,
             shuffle_buffer_rows=shuffle_buffer_rows,
-        )
+        ),
+        progress=lambda m: click.echo(epoch_line(m, epochs), err=True),
     )
     click.echo(f"best validation mAP {bundle.metrics.get('best_valid_map', float('nan')):.3f} → {out.rstrip('/')}/{BUNDLE_NAME}")
 

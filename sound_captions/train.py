@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -249,6 +250,7 @@ def train_loop_per_worker(config: dict) -> None:
     train_shard = ray.train.get_dataset_shard("train")
     valid_shard = ray.train.get_dataset_shard("valid")
     for epoch in range(start_epoch, cfg.epochs):
+        epoch_started = time.perf_counter()
         model.train()
         # Seeded per epoch, so a run resumed from a checkpoint repeats the same augmentation.
         generator.manual_seed(cfg.seed * 1_000_003 + rank * 10_007 + epoch)
@@ -303,6 +305,7 @@ def train_loop_per_worker(config: dict) -> None:
             "best_valid_map": best_map,
             "train_samples": count,
             "attempt_start_epoch": attempt_start_epoch,
+            "epoch_s": round(time.perf_counter() - epoch_started, 3),
         }
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
@@ -360,10 +363,67 @@ def _ordered_ingest_options():
     return options
 
 
+def epoch_line(m: dict, epochs: int) -> str:
+    """One metrics.jsonl entry → the line a user watching a run reads."""
+    line = (
+        f"epoch {m['epoch'] + 1}/{epochs}  train loss {m['train_loss']:.4f}  valid loss {m['valid_loss']:.4f}"
+        f"  valid mAP {m['valid_map']:.3f} (best {m['best_valid_map']:.3f})"
+    )
+    if m.get("epoch_s"):
+        line += f"  {m['train_samples'] / m['epoch_s']:.0f} samples/s  ~{m['epoch_s'] * (epochs - m['epoch'] - 1) / 60:.1f} min left at most"
+    return line
+
+
+class _EpochWatcher:
+    """Driver side: tails ``metrics.jsonl`` while Ray Train runs and hands each new epoch's
+    entry to ``progress`` (the workers' own output stays in Ray's logs)."""
+
+    def __init__(self, out: str, progress, every_s: float = 2.0):
+        import threading
+
+        self.uri, self.progress, self.every_s, self.seen = storage.join(out, METRICS_NAME), progress, every_s, set()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def poll(self) -> None:
+        try:
+            text = storage.read_text(self.uri) if storage.exists(self.uri) else ""
+        except Exception:  # noqa: BLE001 - a half-written or unreadable file: next time
+            return
+        for line in text.splitlines():
+            try:
+                m = json.loads(line)
+            except ValueError:
+                continue
+            key = (m.get("epoch"), m.get("attempt_start_epoch"))
+            if key not in self.seen:
+                self.seen.add(key)
+                self.progress(m)
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.every_s):
+            self.poll()
+
+    def __enter__(self):
+        quiet, self.progress = self.progress, lambda m: None
+        self.poll()  # entries an earlier run left in this folder are not news
+        self.progress = quiet
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.poll()
+
+
 def train(
-    cfg: TrainConfig, *, vocabulary: CaptionVocabulary | None = None, name: str = "train"
+    cfg: TrainConfig, *, vocabulary: CaptionVocabulary | None = None, name: str = "train", progress=None
 ) -> ModelBundle:
-    """Train on the current Ray cluster; returns the bundle written to ``<out>/model.bundle``."""
+    """Train on the current Ray cluster; returns the bundle written to ``<out>/model.bundle``.
+
+    ``progress``: called on the driver with each epoch's metrics (a dict, as in
+    ``metrics.jsonl``) soon after the epoch ends; the CLI prints :func:`epoch_line` of it."""
     import ray.train
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -422,7 +482,11 @@ def train(
     )
     # Ray Train V2: fit() raises TrainingFailedError (WorkerGroupError / ControllerError) once
     # the restarts allowed by max_failures are spent; a run that recovered returns normally.
-    result = trainer.fit()
+    if progress is None:
+        result = trainer.fit()
+    else:
+        with _EpochWatcher(cfg.out, progress):
+            result = trainer.fit()
     if result.error:  # Ray Train V1 (RAY_TRAIN_V2_ENABLED=0) returns the error instead
         raise result.error
     best = (

@@ -283,3 +283,21 @@ def test_context_model_trains_and_evaluates_with_neighbours_across_shards(small_
         want = torch.sigmoid(bundle.build_model()(to_model_input(x))).numpy()
     np.testing.assert_allclose(scores, want, atol=1e-4)
     assert y.shape == scores.shape == (len(table), 3)
+
+
+@pytest.mark.ray
+def test_cli_train_prints_a_line_per_epoch_when_not_on_a_terminal(small_dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from sound_captions.cli import main
+
+    hparams = json.dumps({"filters": [8, 16, 16, 16], "head_units": 16})
+    result = CliRunner().invoke(
+        main, ["train", "--data", str(small_dataset), "--out", str(tmp_path / "run"), "--model", "compact",
+               "--hparams", hparams, "--epochs", "2", "--patience", "0", "--max-failures", "0"],
+    )
+    assert result.exit_code == 0, result.output + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"], result.stderr
+    assert "valid mAP" in lines[0] and "samples/s" in lines[0] and "min left" in lines[0]
+    assert "model.bundle" in result.stdout
