@@ -12,7 +12,7 @@ import click
 from sound_captions import __version__
 
 
-def init_ray(num_cpus: int | None = None, address: str | None = None) -> None:
+def init_ray(num_cpus: int | None = None, address: str | None = None, verbose: int = 0) -> None:
     """Join the Ray cluster named by ``--ray-address``/``RAY_ADDRESS``, else start a local one.
 
     Locally, at least 4 logical CPUs are declared (even on 2 cores) so that the pipeline's
@@ -24,10 +24,12 @@ def init_ray(num_cpus: int | None = None, address: str | None = None) -> None:
         return
     os.environ.setdefault("RAY_ACCEPT_CLUSTER_CONFIG_WITHOUT_AUTH", "1")
     address = address or os.environ.get("RAY_ADDRESS")
+    # Ray's own notices (start-up, token auth, Ray Data's plans) only with -v: errors still show
+    level = logging.ERROR if not verbose else logging.INFO
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, logging_level=level)
         return
-    ray.init(num_cpus=num_cpus or max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=num_cpus or max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False, logging_level=level)
 
 
 def _quiet_ray_data() -> None:
@@ -82,7 +84,7 @@ def main(ctx: click.Context, verbose: int, ray_address: str | None, num_cpus: in
 
 
 def _start_ray(ctx: click.Context) -> None:
-    init_ray(ctx.obj.get("num_cpus"), ctx.obj.get("ray_address"))
+    init_ray(ctx.obj.get("num_cpus"), ctx.obj.get("ray_address"), ctx.obj.get("verbose", 0))
     _quiet_ray_data()
 
 
