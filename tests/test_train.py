@@ -252,21 +252,27 @@ def test_context_model_trains_and_evaluates_with_neighbours_across_shards(small_
     the model gives on the stacked input."""
     import pyarrow as pa
     import torch
+    from click.testing import CliRunner
 
+    from sound_captions.cli import main
     from sound_captions.context import neighbour_index, silence_spectrogram, stack_context
     from sound_captions.dataset import shards
     from sound_captions.evaluate import score_dataset
     from sound_captions.features import to_model_input
 
     out = tmp_path / "ctx"
-    bundle = train(
-        TrainConfig(
-            data=str(small_dataset), out=str(out), model="mobilenet",
-            hparams={"width_mult": 0.25, "embed_dim": 32, "context": 1},
-            epochs=2, batch_size=8, patience=0, max_failures=0, seed=5,
-        ),
-        name="context",
+    # through the CLI, which must also print a line per epoch when not on a terminal (issue 13)
+    hparams = json.dumps({"width_mult": 0.25, "embed_dim": 32, "context": 1})
+    result = CliRunner().invoke(
+        main, ["train", "--data", str(small_dataset), "--out", str(out), "--model", "mobilenet", "--hparams", hparams,
+               "--epochs", "2", "--batch-size", "8", "--patience", "0", "--max-failures", "0", "--seed", "5"],
     )
+    assert result.exit_code == 0, result.output + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"], result.stderr
+    assert "valid mAP" in lines[0] and "samples/s" in lines[0] and "min left" in lines[0]
+    assert "model.bundle" in result.stdout
+    bundle = load_bundle(str(out / BUNDLE_NAME))
     assert bundle.architecture == "mobilenet" and bundle.context == 1
     assert [h["epoch"] for h in _history(out)] == [0, 1]
     y, scores, meta = score_dataset(bundle, str(small_dataset), split="valid")
@@ -284,20 +290,3 @@ def test_context_model_trains_and_evaluates_with_neighbours_across_shards(small_
     np.testing.assert_allclose(scores, want, atol=1e-4)
     assert y.shape == scores.shape == (len(table), 3)
 
-
-@pytest.mark.ray
-def test_cli_train_prints_a_line_per_epoch_when_not_on_a_terminal(small_dataset, tmp_path):
-    from click.testing import CliRunner
-
-    from sound_captions.cli import main
-
-    hparams = json.dumps({"filters": [8, 16, 16, 16], "head_units": 16})
-    result = CliRunner().invoke(
-        main, ["train", "--data", str(small_dataset), "--out", str(tmp_path / "run"), "--model", "compact",
-               "--hparams", hparams, "--epochs", "2", "--patience", "0", "--max-failures", "0"],
-    )
-    assert result.exit_code == 0, result.output + result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
-    assert [line.split()[1] for line in lines] == ["1/2", "2/2"], result.stderr
-    assert "valid mAP" in lines[0] and "samples/s" in lines[0] and "min left" in lines[0]
-    assert "model.bundle" in result.stdout
