@@ -24,11 +24,11 @@ def init_ray(num_cpus: int | None = None, address: str | None = None, verbose: i
         return
     os.environ.setdefault("RAY_ACCEPT_CLUSTER_CONFIG_WITHOUT_AUTH", "1")
     address = address or os.environ.get("RAY_ADDRESS")
-    # Ray's own notices (start-up, token auth, Ray Data's plans) only with -v: errors still show
-    level = logging.ERROR if not verbose else logging.INFO
-    if address:
-        ray.init(address=address, log_to_driver=True, logging_level=level)
+    if address:  # joining a cluster: Ray's "Connecting to existing Ray cluster" line stays
+        ray.init(address=address, log_to_driver=True)
         return
+    # a local Ray's own notices (start-up, token auth) only with -v: errors still show
+    level = logging.ERROR if not verbose else logging.INFO
     ray.init(num_cpus=num_cpus or max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False, logging_level=level)
 
 
