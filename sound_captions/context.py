@@ -80,6 +80,26 @@ def classify_embeddings(model: torch.nn.Module, embeddings: torch.Tensor, index:
     return model.classify(padded[rows])
 
 
+def silence_embedding(model: torch.nn.Module, cfg: FeatureConfig, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(D,) the embedding of one second of digital silence: what a missing neighbour is."""
+    from sound_captions.features import to_model_input
+
+    with torch.inference_mode():
+        return model.embed(to_model_input(silence_spectrogram(cfg)[None]).to(device))[0]
+
+
+def score_embeddings(model: torch.nn.Module, embeddings: torch.Tensor, index: np.ndarray, silence: torch.Tensor, batch_size: int = 4096) -> np.ndarray:
+    """Per-second embeddings (n, D) + neighbour index (m, K) → probabilities (m, L) float32,
+    ``batch_size`` rows of the head at a time."""
+    with torch.inference_mode():
+        parts = [
+            torch.sigmoid(classify_embeddings(model, embeddings, index[i : i + batch_size], silence).float()).cpu().numpy()
+            for i in range(0, len(index), batch_size)
+        ]
+    n_labels = model.head[-1].out_features
+    return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, n_labels), dtype=np.float32)
+
+
 def context_width(cfg: FeatureConfig, context: int) -> int:
     """Time frames of a context model's input: (2·context + 1) windows of ``cfg.width``."""
     return (2 * int(context) + 1) * cfg.width

@@ -32,7 +32,7 @@ import torch
 
 from sound_captions import __version__, storage
 from sound_captions.bundle import ModelBundle, load_bundle
-from sound_captions.context import classify_embeddings, neighbour_index, silence_spectrogram
+from sound_captions.context import neighbour_index, score_embeddings, silence_embedding
 from sound_captions.dataset import shards
 from sound_captions.features import to_model_input
 from sound_captions.metrics import average_precision, mean_average_precision, segment_metrics
@@ -129,14 +129,8 @@ def score_dataset(
             meta.column("clip_id").to_pylist(), pa.chunked_array(augment_parts).to_pylist(),
             meta.column("start_s").to_numpy(), context,
         )
-        silence = to_model_input(silence_spectrogram(bundle.feature_config)[None]).to(device)
-        with torch.no_grad():
-            embeddings = torch.as_tensor(scores, device=device)
-            silence_embedding = model.embed(silence)[0]
-            scores = np.concatenate([
-                torch.sigmoid(classify_embeddings(model, embeddings, index[start : start + batch_size], silence_embedding).float()).cpu().numpy()
-                for start in range(0, len(index), batch_size)
-            ]).astype(np.float32)
+        silence = silence_embedding(model, bundle.feature_config, device)
+        scores = score_embeddings(model, torch.as_tensor(scores, device=device), index, silence, batch_size)
     return np.concatenate(y_parts), scores, meta
 
 

@@ -59,8 +59,9 @@ class TrainConfig:
     mixed_precision: bool = True
     max_steps_per_epoch: int | None = None
     # Rows the train loop shuffles among each epoch. The shards keep the build's order (a clip's
-    # seconds, and often a class's clips, together): a buffer of a few batches trains on batches
-    # of one or two classes. 8192 rows of 128×128 float16 ≈ 256 MB (×3 with a context of 1).
+    # seconds, and often a class's clips, together); Ray fills the buffer with whole blocks, so
+    # this matters where a split spans many small blocks. 8192 rows of 128×128 float16 ≈ 256 MB
+    # (×3 with a context of 1).
     shuffle_buffer_rows: int = 8192
     augment: dict = field(default_factory=dict)  # BatchAugmentConfig fields; recorded in the bundle
     gate_dbfs: float | None = None  # energy gate recorded in the bundle (caption: quieter seconds get no caption)
@@ -385,7 +386,7 @@ class _EpochWatcher:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def poll(self) -> None:
+    def poll(self, notify: bool = True) -> None:
         try:
             text = storage.read_text(self.uri) if storage.exists(self.uri) else ""
         except Exception:  # noqa: BLE001 - a half-written or unreadable file: next time
@@ -398,16 +399,15 @@ class _EpochWatcher:
             key = (m.get("epoch"), m.get("attempt_start_epoch"))
             if key not in self.seen:
                 self.seen.add(key)
-                self.progress(m)
+                if notify:
+                    self.progress(m)
 
     def _run(self) -> None:
         while not self.stop.wait(self.every_s):
             self.poll()
 
     def __enter__(self):
-        quiet, self.progress = self.progress, lambda m: None
-        self.poll()  # entries an earlier run left in this folder are not news
-        self.progress = quiet
+        self.poll(notify=False)  # entries an earlier run left in this folder are not news
         self.thread.start()
         return self
 

@@ -32,7 +32,7 @@ from sound_captions.caption.postprocess import Cue, PostprocessConfig, scores_to
 from sound_captions.caption.speech import find_speech_track, merge_tracks, read_speech_cues
 from sound_captions.caption.vocabulary import run_caption_texts
 from sound_captions.caption.vtt import render_vtt
-from sound_captions.context import classify_embeddings, sequence_index, silence_spectrogram
+from sound_captions.context import score_embeddings, sequence_index, silence_embedding
 from sound_captions.features import (
     FeatureConfig,
     frame_windows,
@@ -250,29 +250,18 @@ class SecondScorer:
     """
 
     def __init__(self, bundle: ModelBundle):
-        import torch
-
         self.bundle = bundle
         self.model = bundle.build_model() if bundle.context else None
         if self.model is not None:
-            silence = to_model_input(silence_spectrogram(bundle.feature_config)[None])
-            with torch.inference_mode():
-                self.silence_embedding = self.model.embed(silence)[0]
+            self.silence = silence_embedding(self.model, bundle.feature_config)
 
     def __call__(self, outputs: np.ndarray, level_dbfs: np.ndarray | None) -> np.ndarray:
         import torch
 
-        scores = outputs
         if self.model is not None:
-            index = sequence_index(len(outputs), self.bundle.context)
-            with torch.inference_mode():
-                embeddings = torch.as_tensor(outputs)
-                scores = np.concatenate(
-                    [torch.sigmoid(classify_embeddings(self.model, embeddings, index[i : i + 4096], self.silence_embedding)).numpy() for i in range(0, len(index), 4096)]
-                ) if len(index) else np.zeros((0, len(self.bundle.labels)), dtype=np.float32)
-        scores = np.asarray(scores, dtype=np.float32)
+            outputs = score_embeddings(self.model, torch.as_tensor(outputs), sequence_index(len(outputs), self.bundle.context), self.silence)
+        scores = np.array(outputs, dtype=np.float32)  # a copy: the gate writes into it
         if self.bundle.gate_dbfs is not None and level_dbfs is not None:
-            scores = scores.copy()
             scores[np.asarray(level_dbfs) < self.bundle.gate_dbfs] = 0.0  # below the gate: never captioned
         return scores
 

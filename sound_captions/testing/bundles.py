@@ -66,7 +66,7 @@ def train_tiny_bundle(
     cfg = cfg or FeatureConfig()
     x, y = training_windows(seed, cfg=cfg)
     if hparams is None:
-        hparams = {**default_hparams(architecture), **(TINY_HPARAMS if architecture == "compact" else {})}
+        hparams = TINY_HPARAMS if architecture == "compact" else {}
     hparams = {**default_hparams(architecture), **hparams}
     context = int(hparams.get("context", 0) or 0)
     if context:
