@@ -4,7 +4,6 @@ is captioned again."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import pyarrow.parquet as pq
@@ -17,7 +16,7 @@ from sound_captions.bundle import load_bundle
 from sound_captions.caption.pipeline import CaptionOptions, caption_library
 from sound_captions.caption.vtt import style_violations
 from sound_captions.testing.http_server import MediaServer
-from sound_captions.testing.media import make_media, per_second_truth
+from sound_captions.testing.media import make_corrupt, make_media, per_second_truth
 
 pytestmark = [pytest.mark.ray]
 
@@ -103,7 +102,7 @@ def test_s3_library_and_url_list(ray_session, tmp_path, s3_bucket, bundle_path):
     for rel, (suffix, _) in LIBRARY.items():
         s3.upload_file(str(lib / (rel + suffix)), s3_bucket, f"videos/{rel}{suffix}")
     s3.put_object(Bucket=s3_bucket, Key="videos/bad/empty.mp4", Body=b"")
-    s3.put_object(Bucket=s3_bucket, Key="videos/bad/corrupt.mp4", Body=os.urandom(4096))
+    s3.put_object(Bucket=s3_bucket, Key="videos/bad/corrupt.mp4", Body=make_corrupt(tmp_path / "corrupt.mp4").read_bytes())
     prefix, out = f"s3://{s3_bucket}/videos/", f"s3://{s3_bucket}/captions"
 
     # A URL list: one good URL, one 404, and one S3 key that does not exist.

@@ -15,7 +15,7 @@ from caption_fixtures import tiny_bundle
 
 from sound_captions import storage
 from sound_captions.caption.pipeline import CaptionOptions, caption_library
-from sound_captions.testing.media import KIND_LABELS, make_media
+from sound_captions.testing.media import KIND_LABELS, make_corrupt, make_media
 
 PROBE_KEYS = ("videos/ok.wav", "videos/sub/../../../../../tmp/probe/escaped.wav", "videos/..%2F..%2Fx.wav")
 
@@ -205,7 +205,7 @@ def test_dataset_build_keeps_downloads_and_shards_in_their_folders(ray_session, 
     assert all(f["reason"] and f["message"] for f in failures.values())
 
 
-def test_decode_failures_of_s3_objects_never_carry_the_presigned_credentials(s3_bucket, monkeypatch):
+def test_decode_failures_of_s3_objects_never_carry_the_presigned_credentials(s3_bucket, monkeypatch, tmp_path):
     """ffmpeg names its input in its errors; for an S3 object that is a presigned URL whose query
     holds the access key id, the signature and the session token: none of it reaches the report."""
     from sound_captions.caption.pipeline import decode_chunks
@@ -214,7 +214,7 @@ def test_decode_failures_of_s3_objects_never_carry_the_presigned_credentials(s3_
     monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token-that-must-not-leak")
     storage._s3_client_for.cache_clear()
     try:
-        storage.s3_client().put_object(Bucket=s3_bucket, Key="bad.mp4", Body=os.urandom(4096))
+        storage.s3_client().put_object(Bucket=s3_bucket, Key="bad.mp4", Body=make_corrupt(tmp_path / "bad.mp4").read_bytes())
         for key in ("bad.mp4", "missing.mp4"):
             rows = list(decode_chunks({"video": [0], "uri": [f"s3://{s3_bucket}/{key}"]}, FeatureConfig().to_dict(), chunk_s=4))
             message = rows[-1]["message"][0]
