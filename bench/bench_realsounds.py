@@ -3,6 +3,9 @@
     python bench/bench_realsounds.py --corpus ~/.cache/sound-captions-realsounds/corpus \
         --work /tmp/realbench [--models default,baseline] [--epochs 30] [--baseline-epochs N]
 
+``--models`` names registry architectures, ``default`` (TrainConfig's default) or an architecture with
+hyper-parameter overrides in brackets, values as JSON: ``compact[context=1;head_units=128]``.
+
 The corpus is the one ``build_realsounds.sh`` (outside this repository) makes: ``manifest.csv``
 with ``file,label,...`` rows and 16 kHz mono WAV clips. Nothing here is committed audio.
 
@@ -30,6 +33,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import sys
 import time
 import wave
@@ -172,6 +176,28 @@ def make_test_audio(corpus: str, test_rows: list[dict], ambience_rows: list[dict
     return truth
 
 
+def parse_model_specs(text: str) -> list[tuple[str, str, dict]]:
+    """``'default,compact[context=1;head_units=128]'`` → [(key, architecture, hparams)]."""
+    specs = []
+    for item in re.split(r",(?![^\[]*\])", text):
+        m = re.fullmatch(r"\s*([\w-]+)(?:\[(.*)\])?\s*", item)
+        if not m:
+            raise SystemExit(f"--models: cannot read {item!r}")
+        name, body = m.group(1), m.group(2)
+        model = TrainConfig.model if name == "default" else name
+        hparams = {}
+        for pair in filter(None, (body or "").split(";")):
+            key, _, value = pair.partition("=")
+            hparams[key.strip()] = json.loads(value)
+        specs.append((name if body is None else item.strip(), model, hparams))
+    return specs
+
+
+def run_name(model: str, hparams: dict) -> str:
+    """A folder name for one architecture + overrides."""
+    return model + "".join(f"-{k}{json.dumps(v).replace(' ', '')}" for k, v in sorted(hparams.items()))
+
+
 def windows_per_second(bundle, batch: int = 256, repeats: int = 3) -> float:
     """Seconds of audio the model scores per wall second, computed as the caption run does: a
     context model encodes each second once and its head reads the neighbours' embeddings."""
@@ -292,19 +318,18 @@ def main(argv=None) -> int:
     timings["test audio"] = time.perf_counter() - t0
 
     results = {}
-    for name in args.models.split(","):
-        model = TrainConfig.model if name == "default" else name
+    for name, model, hparams in parse_model_specs(args.models):
         epochs = args.baseline_epochs if (model == "baseline" and args.baseline_epochs) else args.epochs
-        key = f"{name}={model}"
+        key = name if name == model or "[" in name else f"{name}={model}"
         t0 = time.perf_counter()
         suffix = "" if args.level_floor_dbfs is None else f"-level{args.level_floor_dbfs:g}"
-        run_dir = os.path.join(work, f"run-{model}{suffix}")
+        run_dir = os.path.join(work, f"run-{run_name(model, hparams)}{suffix}")
         bundle_uri = os.path.join(run_dir, BUNDLE_NAME)
         if args.reuse_runs and os.path.exists(bundle_uri):
             bundle = load_bundle(bundle_uri)
             epochs = bundle.training.get("epochs", epochs)
         else:
-            bundle = train(TrainConfig(data=dataset, out=run_dir, model=model, epochs=epochs, seed=args.seed, max_failures=0), name=f"realbench-{model}")  # noqa: E501
+            bundle = train(TrainConfig(data=dataset, out=run_dir, model=model, hparams=hparams, epochs=epochs, seed=args.seed, max_failures=0), name=f"realbench-{model}")  # noqa: E501
         timings[f"{key} train ({epochs} epochs)"] = time.perf_counter() - t0
         if args.gate_dbfs is not None:
             bundle = dataclasses.replace(bundle, gate_dbfs=args.gate_dbfs)
@@ -312,7 +337,7 @@ def main(argv=None) -> int:
             save_bundle(bundle, bundle_uri)
             suffix += f"-gate{args.gate_dbfs:g}"
         t0 = time.perf_counter()
-        out = os.path.join(work, f"captions-{model}{suffix}")
+        out = os.path.join(work, f"captions-{run_name(model, hparams)}{suffix}")
         caption_library([videos], CaptionOptions(out=out, model=bundle_uri, force=True))
         timings[f"{key} caption"] = time.perf_counter() - t0
         r = score(out, truth, bundle)

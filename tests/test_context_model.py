@@ -1,5 +1,5 @@
-"""The context model (MobileNetV3 encoder + a head over neighbouring seconds): one set of numbers
-whichever way in — stacked windows (training, evaluate) or per-second embeddings (captioning)."""
+"""The context models (an encoder per second + a head over neighbouring seconds: MobileNetV3,
+and the compact CNN with ``context``): one set of numbers whichever way in — stacked windows (training, evaluate) or per-second embeddings (captioning)."""
 
 from __future__ import annotations
 
@@ -23,15 +23,21 @@ from sound_captions.context import (
 )
 from sound_captions.features import FeatureConfig, compute_features, to_model_input
 from sound_captions.models import build_model, context_seconds, default_hparams
+from sound_captions.models.compact import CompactCNN
+from sound_captions.models.context_head import ContextTagger
 from sound_captions.models.mobilenet import MobileNetContext
 
 TINY = {"arch": "small", "width_mult": 0.25, "embed_dim": 16, "context": 1, "dropout": 0.0}
+TINY_COMPACT = {"filters": (4, 8, 8, 8), "conv_dropout": 0.0, "head_units": 16, "head_dropout": 0.0}
 LABELS = ["/m/04rlf", "/m/02fs_r", "/m/0chx_"]
 
 
-def _tiny(context: int = 1, seed: int = 0) -> MobileNetContext:
+def _tiny(context: int = 1, seed: int = 0, architecture: str = "mobilenet") -> ContextTagger:
     torch.manual_seed(seed)
-    model = MobileNetContext(len(LABELS), (1, 128, 128), **{**TINY, "context": context})
+    if architecture == "compact":
+        model = CompactCNN(len(LABELS), (1, 128, 128), **TINY_COMPACT, context=context)
+    else:
+        model = MobileNetContext(len(LABELS), (1, 128, 128), **{**TINY, "context": context})
     # torchvision's init leaves the head near zero: spread it so that neighbours visibly matter
     with torch.no_grad():
         for layer in [*model.project, *model.head]:
@@ -67,14 +73,15 @@ def test_neighbour_index_stays_within_clip_and_augment_version():
     assert sequence_index(0, 1).shape == (0, 3)
 
 
-def test_stacked_windows_and_per_second_embeddings_give_the_same_scores():
+@pytest.mark.parametrize("architecture", ["mobilenet", "compact"])
+def test_stacked_windows_and_per_second_embeddings_give_the_same_scores(architecture):
     cfg = FeatureConfig()
     rng = np.random.default_rng(0)
     spec = rng.standard_normal((6, 128, 128, 1)).astype(np.float32)
     silence = silence_spectrogram(cfg)
     assert silence.shape == (128, 128, 1) and np.isfinite(silence).all()
     for context in (1, 2):
-        model = _tiny(context)
+        model = _tiny(context, architecture=architecture)
         index = sequence_index(len(spec), context)
         stacked = stack_context(spec, index, silence)
         assert stacked.shape == (6, 128, (2 * context + 1) * 128, 1)
@@ -94,13 +101,16 @@ def test_stacked_windows_and_per_second_embeddings_give_the_same_scores():
         assert (other[2] - direct[2]).abs().max() > 1e-3
         torch.testing.assert_close(other[0], direct[0])  # second 0 never sees second 3
     with pytest.raises(ValueError, match="3 windows of 128"):
-        _tiny(1)(torch.zeros(1, 1, 128, 128))
+        _tiny(1, architecture=architecture)(torch.zeros(1, 1, 128, 128))
 
 
 def test_registry_and_bundle_carry_the_context(tmp_path):
     assert context_seconds("mobilenet", {}) == default_hparams("mobilenet")["context"]
     assert context_seconds("mobilenet", {"context": 2}) == 2
     assert context_seconds("baseline", {"context": 2}) == 0  # no such hyper-parameter there
+    assert context_seconds("compact", {}) == 0 and context_seconds("compact", {"context": 1}) == 1
+    # without context the compact CNN keeps the layout of bundles made before context existed
+    assert not hasattr(build_model("compact", 3), "project")
     model = build_model("mobilenet", 3, (1, 128, 128), **{**TINY, "context": 2})
     cfg = FeatureConfig(level_floor_dbfs=-90.0)
     bundle = ModelBundle(

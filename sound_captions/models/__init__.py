@@ -2,7 +2,8 @@
 
 Every model maps a batch of spectrogram images (N, C, H, W) float32 to label LOGITS
 (N, num_classes). The task is multi-label: apply ``torch.sigmoid`` outside the model.
-A model with audio context (``mobilenet``: a ``context`` attribute > 0) takes its neighbouring
+A model with audio context (``mobilenet``, or ``compact`` with ``context`` > 0; both subclass
+``models.context_head.ContextTagger``) takes its neighbouring
 seconds' images side by side along W, (N, C, H, (2·context + 1)·W); ``sound_captions.context``
 builds that input, and ``input_shape`` is still the shape of ONE second.
 

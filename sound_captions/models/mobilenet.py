@@ -9,12 +9,8 @@ and a projection to a ``embed_dim`` embedding. The head sees the embeddings of t
 seconds before and after second k as well as its own (K = 2·context + 1), so onsets, tails and
 short gaps are judged with the audio around them, while each output still belongs to [k, k+1).
 
-Two ways in, the same numbers out (eval mode):
-
-- ``forward(x)``: x (N, C, H, K·W) — the K windows' spectrograms side by side along time
-  (what ``sound_captions.context.stack_context`` builds for training and evaluation);
-- ``embed(windows)`` once per second of a medium, then ``classify(context_embeddings(...))`` —
-  what the caption run does, so each second is encoded once however wide the context.
+``forward`` (windows side by side) and ``embed`` + ``classify`` (the caption run's way) give the
+same numbers; see ``models/context_head.py``.
 
 Seconds outside the medium (or clip) are filled with the spectrogram of digital silence.
 """
@@ -25,6 +21,8 @@ import torch
 from torch import nn
 from torchvision.models.mobilenetv3 import MobileNetV3, _mobilenet_v3_conf
 
+from sound_captions.models.context_head import ContextTagger
+
 DEFAULT_HPARAMS: dict[str, object] = {
     "arch": "small",  # torchvision's mobilenet_v3_small / mobilenet_v3_large block table
     "width_mult": 1.0,
@@ -34,7 +32,7 @@ DEFAULT_HPARAMS: dict[str, object] = {
 }
 
 
-class MobileNetContext(nn.Module):
+class MobileNetContext(ContextTagger):
     """MobileNetV3 encoder per second + a context head over neighbouring seconds.
 
     Args:
@@ -97,24 +95,6 @@ class MobileNetContext(nn.Module):
             if isinstance(module, nn.BatchNorm2d):
                 module.momentum = 0.1
 
-    @property
-    def context_windows(self) -> int:
-        """K = 2·context + 1: windows the head sees per output second."""
-        return 2 * self.context + 1
-
     def embed(self, windows: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) one-second spectrograms → (N, D) embeddings."""
         return self.project(self.encoder(windows))
-
-    def classify(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """(N, K, D) embeddings of seconds k-c … k+c → (N, num_classes) logits of second k."""
-        return self.head(embeddings.flatten(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, K·W) windows side by side → (N, num_classes) logits of the middle second."""
-        n, c, h, w = x.shape
-        k = self.context_windows
-        if w != k * self.window_width:
-            raise ValueError(f"mobilenet: expected {k} windows of {self.window_width} frames side by side, got width {w}")
-        windows = x.reshape(n, c, h, k, self.window_width).permute(0, 3, 1, 2, 4).reshape(n * k, c, h, self.window_width)
-        return self.classify(self.embed(windows).reshape(n, k, -1))
