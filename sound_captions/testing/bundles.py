@@ -20,7 +20,7 @@ from sound_captions.audio import decode_audio
 from sound_captions.bundle import ModelBundle, save_bundle
 from sound_captions.caption.vocabulary import CaptionVocabulary
 from sound_captions.features import FeatureConfig, compute_features, to_model_input
-from sound_captions.models import build_model, default_hparams
+from sound_captions.models import build_model, context_seconds, default_hparams
 from sound_captions.ontology import Ontology
 from sound_captions.testing.media import KIND_LABELS, make_media, per_second_truth
 
@@ -68,7 +68,7 @@ def train_tiny_bundle(
     if hparams is None:
         hparams = TINY_HPARAMS if architecture == "compact" else {}
     hparams = {**default_hparams(architecture), **hparams}
-    context = int(hparams.get("context", 0) or 0)
+    context = context_seconds(architecture, hparams)
     if context:
         index = np.full((len(x), 2 * context + 1), MISSING, dtype=np.int64)
         index[:, context] = np.arange(len(x))
