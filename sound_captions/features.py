@@ -6,6 +6,12 @@ shorter than half a window is dropped; otherwise it is zero-padded.
 Spectrogram arithmetic comes from integers only: ``hop_samples = window_samples // width``; with
 centred frames torchaudio yields ``1 + window_samples // hop_samples`` frames, of which the first
 ``width`` are kept (128 frames of 125 samples for 128×128; 256 of 62 for 256×256).
+
+``kind="panns"`` is the front-end of the PANNs AudioSet taggers (Kong et al. 2020, as computed by
+their ``torchlibrosa`` layers): a 32 ms Hann window, a 10 ms hop, slaney mel filters from 50 Hz to
+the model's fmax, power in dB (``10·log10(max(p, 1e-10))``, no peak clipping, no standardisation).
+Its constants follow the sample rate (8, 16 or 32 kHz, the rates PANNs published), and its width is
+every centred frame of the second: ``1 + window_samples // hop`` (101 at 16 kHz).
 """
 
 from __future__ import annotations
@@ -18,7 +24,14 @@ from typing import Literal
 import numpy as np
 import torch
 
-SpectrogramKind = Literal["mel", "linear"]
+SpectrogramKind = Literal["mel", "linear", "panns"]
+
+# PANNs' published front-ends: sample rate → (n_fft = window, hop, fmin, fmax).
+PANNS_FRONT_ENDS: dict[int, tuple[int, int, float, float]] = {
+    8_000: (256, 80, 50.0, 4_000.0),
+    16_000: (512, 160, 50.0, 8_000.0),
+    32_000: (1024, 320, 50.0, 14_000.0),
+}
 
 
 class FeatureConfigMismatchError(ValueError):
@@ -32,7 +45,8 @@ class FeatureConfig:
     Attributes:
         sample_rate_hz: audio rate after decoding (mono).
         window_samples: samples per window (one second at ``sample_rate_hz``).
-        kind: ``"mel"`` (log-mel) or ``"linear"`` (log-magnitude STFT, the study's "classic").
+        kind: ``"mel"`` (log-mel), ``"linear"`` (log-magnitude STFT, the study's "classic"), or
+            ``"panns"`` (the PANNs taggers' log-mel front-end; see the module docstring).
         height: frequency bins (rows), low frequencies first.
         width: time frames (columns).
         channels: 1, or 3 (the map repeated, for image backbones).
@@ -58,8 +72,16 @@ class FeatureConfig:
     level_floor_dbfs: float | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("mel", "linear"):
-            raise ValueError(f"kind must be 'mel' or 'linear', not {self.kind!r}")
+        if self.kind not in ("mel", "linear", "panns"):
+            raise ValueError(f"kind must be 'mel', 'linear' or 'panns', not {self.kind!r}")
+        if self.kind == "panns":
+            if self.sample_rate_hz not in PANNS_FRONT_ENDS:
+                raise ValueError(f"the panns front-end exists at {sorted(PANNS_FRONT_ENDS)} Hz, not {self.sample_rate_hz}")
+            frames = 1 + self.window_samples // PANNS_FRONT_ENDS[self.sample_rate_hz][1]
+            if self.width != frames or self.normalize or self.level_floor_dbfs is not None:
+                raise ValueError(
+                    f"a panns front-end at {self.sample_rate_hz} Hz has width {frames}, normalize=False and no level floor"
+                )
         if self.channels not in (1, 3):
             raise ValueError("channels must be 1 or 3")
         if self.window_samples // self.width < 1:
@@ -68,8 +90,25 @@ class FeatureConfig:
             raise ValueError("level_floor_dbfs must be negative (dB below full scale) or None")
 
     @classmethod
+    def panns(cls, sample_rate_hz: int = 16_000, mel_bins: int = 64) -> FeatureConfig:
+        """The front-end of a PANNs tagger at ``sample_rate_hz`` (one-second windows)."""
+        if sample_rate_hz not in PANNS_FRONT_ENDS:
+            raise ValueError(f"the panns front-end exists at {sorted(PANNS_FRONT_ENDS)} Hz, not {sample_rate_hz}")
+        hop = PANNS_FRONT_ENDS[sample_rate_hz][1]
+        return cls(
+            sample_rate_hz=sample_rate_hz, window_samples=sample_rate_hz, kind="panns",
+            height=mel_bins, width=1 + sample_rate_hz // hop, channels=1, normalize=False,
+        )
+
+    @classmethod
     def preset(cls, name: str) -> FeatureConfig:
-        """``"128x128x1"`` (default), ``"256x256x3"``; prefix ``linear-`` for linear spectrograms."""
+        """``"128x128x1"`` (default), ``"256x256x3"``; prefix ``linear-`` for linear spectrograms;
+        ``"panns-16k"`` (or ``panns-8k``, ``panns-32k``) for the PANNs front-end."""
+        if name.lower().startswith("panns"):
+            rate = name.lower().removeprefix("panns").lstrip("-").removesuffix("k") or "16"
+            if not rate.isdigit() or int(rate) * 1000 not in PANNS_FRONT_ENDS:
+                raise ValueError(f"feature preset must be panns-8k, panns-16k or panns-32k, not {name!r}")
+            return cls.panns(int(rate) * 1000)
         kind: SpectrogramKind = "mel"
         if name.startswith("linear-"):
             kind, name = "linear", name[len("linear-") :]
@@ -88,10 +127,14 @@ class FeatureConfig:
 
     @property
     def hop_samples(self) -> int:
+        if self.kind == "panns":
+            return PANNS_FRONT_ENDS[self.sample_rate_hz][1]
         return self.window_samples // self.width
 
     @property
     def n_fft(self) -> int:
+        if self.kind == "panns":
+            return PANNS_FRONT_ENDS[self.sample_rate_hz][0]
         if self.kind == "linear":
             return 2 * (self.height - 1)
         return 1024 if self.height <= 128 else 2048
@@ -100,6 +143,13 @@ class FeatureConfig:
     def win_length(self) -> int:
         # 25 ms analysis windows for mel; the whole FFT for linear (its resolution is the point).
         return min(self.n_fft, self.sample_rate_hz * 25 // 1000) if self.kind == "mel" else self.n_fft
+
+    @property
+    def mel_range_hz(self) -> tuple[float, float]:
+        """(f_min, f_max) of the mel filters (mel and panns kinds)."""
+        if self.kind == "panns":
+            return PANNS_FRONT_ENDS[self.sample_rate_hz][2:]
+        return (0.0, self.sample_rate_hz / 2)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -142,6 +192,68 @@ def frame_windows(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return samples[:needed].reshape(n, cfg.window_samples)
 
 
+def slaney_mel_filters(sample_rate_hz: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
+    """(n_fft // 2 + 1, n_mels) float32 slaney-scale, slaney-normalised triangular mel filters,
+    computed in float64 the way ``librosa.filters.mel`` computes them (PANNs' front-end takes its
+    filters from there; torchaudio's float32 construction differs by ~1e-6, which a deep model
+    turns into ~1e-3 of score)."""
+
+    def hz_to_mel(f: np.ndarray) -> np.ndarray:
+        f = np.asarray(f, dtype=np.float64)
+        mels = f / (200.0 / 3)
+        log = f >= 1000.0
+        mels[log] = 15.0 + np.log(f[log] / 1000.0) / (np.log(6.4) / 27.0)
+        return mels
+
+    def mel_to_hz(m: np.ndarray) -> np.ndarray:
+        freqs = (200.0 / 3) * m
+        log = m >= 15.0
+        freqs[log] = 1000.0 * np.exp((np.log(6.4) / 27.0) * (m[log] - 15.0))
+        return freqs
+
+    fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate_hz)
+    mel_f = mel_to_hz(np.linspace(*hz_to_mel(np.array([f_min, f_max])), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fft_freqs)
+    weights = np.zeros((n_mels, fft_freqs.size), dtype=np.float32)
+    for i in range(n_mels):
+        weights[i] = np.maximum(0, np.minimum(-ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1]))
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
+    return torch.from_numpy(np.ascontiguousarray(weights.T))
+
+
+def panns_stft_kernels(n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real and imaginary DFT rows times a periodic Hann window, (n_fft // 2 + 1, 1, n_fft)
+    float32 each, built in float64 as PANNs' front-end (``torchlibrosa.stft.STFT``) builds them."""
+    n = np.arange(n_fft)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * n / n_fft)  # periodic ("fftbins") Hann
+    x, y = np.meshgrid(n, n)
+    dft = np.power(np.exp(-2 * np.pi * 1j / n_fft), x * y)[:, : n_fft // 2 + 1] * window[:, None]
+    real = torch.from_numpy(np.ascontiguousarray(np.real(dft).T, dtype=np.float32))[:, None, :]
+    imag = torch.from_numpy(np.ascontiguousarray(np.imag(dft).T, dtype=np.float32))[:, None, :]
+    return real, imag
+
+
+class PannsFrontEnd(torch.nn.Module):
+    """(n, samples) → mel power (n, mel_bins, frames): PANNs' front-end, op for op (a centred,
+    reflect-padded STFT as two strided convolutions, then the slaney mel filters), because its
+    numbers, not just its settings, are what a PANNs model was trained on: an FFT gives the same
+    spectrum up to float32 rounding, and in the quiet bins that rounding is a tenth of a dB."""
+
+    def __init__(self, cfg: FeatureConfig) -> None:
+        super().__init__()
+        self.n_fft, self.hop = cfg.n_fft, cfg.hop_samples
+        real, imag = panns_stft_kernels(cfg.n_fft)
+        self.register_buffer("kernels", torch.cat([real, imag]))
+        self.register_buffer("mel", slaney_mel_filters(cfg.sample_rate_hz, cfg.n_fft, cfg.height, *cfg.mel_range_hz))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.pad(x[:, None, :], (self.n_fft // 2, self.n_fft // 2), mode="reflect")
+        real, imag = torch.nn.functional.conv1d(x, self.kernels, stride=self.hop).chunk(2, dim=1)
+        power = (real**2 + imag**2).transpose(1, 2)  # (n, frames, bins)
+        return torch.matmul(power, self.mel).transpose(1, 2)
+
+
 class _Transforms:
     """torchaudio transforms per config, built once per process."""
 
@@ -153,15 +265,18 @@ class _Transforms:
         if module is None:
             import torchaudio
 
-            if cfg.kind == "mel":
+            if cfg.kind == "panns":
+                module = PannsFrontEnd(cfg)
+            elif cfg.kind == "mel":
+                f_min, f_max = cfg.mel_range_hz
                 module = torchaudio.transforms.MelSpectrogram(
                     sample_rate=cfg.sample_rate_hz,
                     n_fft=cfg.n_fft,
                     win_length=cfg.win_length,
                     hop_length=cfg.hop_samples,
                     n_mels=cfg.height,
-                    f_min=0.0,
-                    f_max=cfg.sample_rate_hz / 2,
+                    f_min=f_min,
+                    f_max=f_max,
                     power=2.0,
                     center=True,
                     norm="slaney",
@@ -198,14 +313,16 @@ def spectrogram(windows: np.ndarray | torch.Tensor, cfg: FeatureConfig) -> torch
     with torch.no_grad():
         power = _Transforms.get(cfg)(x)[..., : cfg.width]  # (n, H, W)
         db = 10.0 * torch.log10(torch.clamp(power, min=1e-10))
-        if cfg.level_floor_dbfs is not None:
+        if cfg.kind == "panns":
+            pass  # PANNs' power_to_db: ref 1.0, amin 1e-10, no top_db; the model's bn0 scales it
+        elif cfg.level_floor_dbfs is not None:
             floor = float(cfg.level_floor_dbfs)
             db = torch.clamp(db - full_scale_db(cfg), min=floor)
             db = (db - floor / 2) / (-floor / 2)
         else:
             peak = db.amax(dim=(1, 2), keepdim=True)
             db = torch.maximum(db, peak - cfg.top_db)
-        if cfg.normalize and cfg.level_floor_dbfs is None:
+        if cfg.normalize and cfg.level_floor_dbfs is None and cfg.kind != "panns":
             mean = db.mean(dim=(1, 2), keepdim=True)
             std = db.std(dim=(1, 2), keepdim=True)
             db = (db - mean) / (std + 1e-5)
@@ -223,13 +340,14 @@ def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return spectrogram(windows, cfg).numpy()
 
 
-def spectrograms_where(windows: np.ndarray, keep: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """Spectrograms (n, H, W, C) float16 of the windows where ``keep`` is true; zeros elsewhere
-    (rows that carry a failure or an end mark through a pipeline, not audio)."""
+def spectrograms_where(windows: np.ndarray, keep: np.ndarray, cfg: FeatureConfig, dtype=np.float16) -> np.ndarray:
+    """Spectrograms (n, H, W, C) of the windows where ``keep`` is true; zeros elsewhere (rows
+    that carry a failure or an end mark through a pipeline, not audio). ``dtype``: float16 as
+    the shards store them, or float32 where they go straight into a model (a caption run)."""
     keep = np.asarray(keep, dtype=bool)
-    out = np.zeros((len(keep), *cfg.shape), dtype=np.float16)
+    out = np.zeros((len(keep), *cfg.shape), dtype=dtype)
     if keep.any():
-        out[keep] = spectrogram(windows[keep], cfg).numpy().astype(np.float16)
+        out[keep] = spectrogram(windows[keep], cfg).numpy().astype(dtype, copy=False)
     return out
 
 
