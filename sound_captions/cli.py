@@ -49,9 +49,13 @@ def user_errors() -> tuple[type[Exception], ...]:
     from sound_captions.evaluate import NoEvaluationDataError
     from sound_captions.features import FeatureConfigMismatchError
     from sound_captions.models import PretrainedWeightsError, UnknownModelError
+    from sound_captions.pretrained import CheckpointError
     from sound_captions.storage import StorageError
 
-    return (BundleError, PlanError, NotADatasetError, NoEvaluationDataError, FeatureConfigMismatchError, PretrainedWeightsError, UnknownModelError, StorageError)
+    return (
+        BundleError, CheckpointError, PlanError, NotADatasetError, NoEvaluationDataError, FeatureConfigMismatchError,
+        PretrainedWeightsError, UnknownModelError, StorageError,
+    )
 
 
 class _Cli(click.Group):
@@ -407,6 +411,10 @@ def preview_run_cmd(run_out, out_dir, copy_video, transcode, max_rows):
 
     click.echo(write_run_previews(run_out, out_dir, copy_video=copy_video, transcode=transcode, max_rows=max_rows))
 
+
+from sound_captions.cli_bundle import bundle  # noqa: E402  (the `bundle` command group)
+
+main.add_command(bundle)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

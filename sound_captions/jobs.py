@@ -29,8 +29,9 @@ JOBS: dict[str, list[str]] = {
     "evaluate": ["evaluate"],
     "caption": ["caption"],
     "nightly_caption": ["caption"],
+    "import_panns": ["bundle", "import-panns"],
 }
-POSITIONAL_KEYS = {"inputs"}
+POSITIONAL_KEYS = {"inputs", "checkpoint"}
 GLOBAL_KEYS = ("ray_address", "num_cpus", "verbose")
 
 

@@ -24,7 +24,7 @@ from functools import partial
 
 from torch import nn
 
-from sound_captions.models import baseline, compact, mobilenet, torchvision_models
+from sound_captions.models import baseline, compact, mobilenet, panns, torchvision_models
 from sound_captions.models.torchvision_models import PretrainedWeightsError
 
 
@@ -46,6 +46,7 @@ _REGISTRY: dict[str, _Entry] = {
     "baseline": _Entry(baseline.BaselineCNN, baseline.DEFAULT_HPARAMS),
     "compact": _Entry(compact.CompactCNN, compact.DEFAULT_HPARAMS),
     "mobilenet": _Entry(mobilenet.MobileNetContext, mobilenet.DEFAULT_HPARAMS),
+    "panns_cnn14": _Entry(panns.Cnn14, panns.DEFAULT_HPARAMS),
     **{
         name: _Entry(
             partial(torchvision_models.build_torchvision, name),
