@@ -46,6 +46,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from sound_captions.bundle import BundleError
     from sound_captions.dataset.plan import PlanError
     from sound_captions.dataset.shards import NotADatasetError
+    from sound_captions.distill import DistillationError
     from sound_captions.evaluate import NoEvaluationDataError
     from sound_captions.features import FeatureConfigMismatchError
     from sound_captions.models import PretrainedWeightsError, UnknownModelError
@@ -53,7 +54,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from sound_captions.storage import StorageError
 
     return (
-        BundleError, CheckpointError, PlanError, NotADatasetError, NoEvaluationDataError, FeatureConfigMismatchError,
+        BundleError, CheckpointError, DistillationError, PlanError, NotADatasetError, NoEvaluationDataError, FeatureConfigMismatchError,
         PretrainedWeightsError, UnknownModelError, StorageError,
     )
 
@@ -277,13 +278,21 @@ def dataset_preview(uri, out, per_label, split, seed):
     "--augment", default="{}",
     help='JSON of batch augmentation, e.g. {"spec_time_masks": 2, "spec_freq_masks": 2, "mixup_alpha": 0.2, "together_prob": 0.3}.',
 )
+@click.option("--teacher", default=None, help="Distil from this model bundle: its per-second probabilities become soft targets (docs/pretrained.md).")
+@click.option("--unlabelled", multiple=True, help="Folder, s3:// prefix or URL list of your own media for the teacher to label (repeatable; needs --teacher).")
+@click.option("--label-weight", type=click.FloatRange(0), default=0.1, show_default=True, help="With --teacher: weight of the loss against the labels.")
+@click.option("--distill-weight", type=click.FloatRange(0), default=0.9, show_default=True, help="With --teacher: weight of the loss against the teacher.")
 @click.pass_context
 def train_cmd(
     ctx, data, out, model, hparams, epochs, batch_size, learning_rate, workers, gpus_per_worker, cpus_per_worker, seed, in_memory,
     patience, weight_decay, balance_classes, mixed_precision, target_precision, max_steps_per_epoch, shuffle_buffer_rows, max_failures, augment,
+    teacher, unlabelled, label_weight, distill_weight,
 ):
     """Train a model with Ray Train and write <out>/model.bundle."""
     from sound_captions.train import BUNDLE_NAME, TrainConfig, epoch_line, train
+
+    if unlabelled and not teacher:
+        raise click.UsageError("--unlabelled needs a --teacher to label the media")
 
     _start_ray(ctx)
     bundle = train(
@@ -293,7 +302,8 @@ def train_cmd(
             seed=seed, in_memory=in_memory, patience=patience, max_failures=max_failures, augment=json.loads(augment),
             weight_decay=weight_decay, balance_classes=balance_classes, mixed_precision=mixed_precision,
             target_precision=target_precision, max_steps_per_epoch=max_steps_per_epoch,
-            shuffle_buffer_rows=shuffle_buffer_rows,
+            shuffle_buffer_rows=shuffle_buffer_rows, teacher=teacher, unlabelled=list(unlabelled),
+            label_weight=label_weight, distill_weight=distill_weight,
         ),
         progress=lambda m: click.echo(epoch_line(m, epochs), err=True),
     )

@@ -65,6 +65,12 @@ class TrainConfig:
     shuffle_buffer_rows: int = 8192
     augment: dict = field(default_factory=dict)  # BatchAugmentConfig fields; recorded in the bundle
     gate_dbfs: float | None = None  # energy gate recorded in the bundle (caption: quieter seconds get no caption)
+    # Distillation (sound_captions.distill): a teacher bundle's probabilities as soft targets,
+    # optionally on unlabelled media; loss = label_weight · BCE(labels) + distill_weight · BCE(teacher).
+    teacher: str | None = None
+    unlabelled: list[str] = field(default_factory=list)
+    label_weight: float = 0.1
+    distill_weight: float = 0.9
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,16 +88,30 @@ def label_matrix(label_lists, vocabulary: list[str]) -> np.ndarray:
     return out
 
 
+def _targets(batch: dict, rows: np.ndarray) -> dict:
+    """A distillation dataset's extra targets: ``t`` (n, L) teacher probabilities and ``u``
+    (n, 1), 1 for a row without labels (unlabelled media); nothing for a plain dataset."""
+    if "teacher" not in batch:
+        return {}
+    return {
+        "t": np.asarray(batch["teacher"], dtype=np.float32)[rows].reshape(len(rows), -1),
+        "u": (~np.asarray(batch["labelled"], dtype=bool)[rows]).astype(np.float32)[:, None],
+    }
+
+
 def to_training_batch(batch: dict, vocabulary: list[str], split: str | None = None) -> dict:
-    """Ray Data stage: shard rows → ``{"x": (n, H, W, C) float16, "y": (n, L) float32}``."""
+    """Ray Data stage: shard rows → ``{"x": (n, H, W, C) float16, "y": (n, L) float32}``
+    (and ``t``, ``u`` from a distillation dataset)."""
     keep = (
         np.ones(len(batch["second"]), dtype=bool)
         if split is None
         else np.asarray(batch["split"] == split)
     )
+    rows = np.flatnonzero(keep)
     return {
         "x": np.asarray(batch["spectrogram"])[keep],
-        "y": label_matrix([batch["labels"][i] for i in np.flatnonzero(keep)], vocabulary),
+        "y": label_matrix([batch["labels"][i] for i in rows], vocabulary),
+        **_targets(batch, rows),
     }
 
 
@@ -130,10 +150,11 @@ def to_context_batch(group: dict, vocabulary: list[str], split: str, feature_con
     return {
         "x": stack_context(spec, index, silence),
         "y": label_matrix([group["labels"][i] for i in keep], vocabulary),
+        **_targets(group, keep),
     }
 
 
-def read_split(root: str, info: shards.DatasetInfo, split: str, *, in_memory: bool, context: int = 0):
+def read_split(root: str, info: shards.DatasetInfo, split: str, *, in_memory: bool, context: int = 0, distill: bool = False):
     """A Ray dataset of ``{"x", "y"}`` batches for one split of a dataset.
 
     Rows come in shard order (``preserve_order`` on this dataset's own context, not the
@@ -147,6 +168,8 @@ def read_split(root: str, info: shards.DatasetInfo, split: str, *, in_memory: bo
     fs = arrow_filesystem(root)
     paths = [_strip_scheme(u) for u in shards.shard_uris(root, info)]
     columns = ["second", "labels", "split", "spectrogram"]
+    if distill and split == "train":  # the teacher's targets (sound_captions.distill)
+        columns += ["teacher", "labelled"]
     if context:
         columns += ["clip_id", "start_s", "augment"]
     ds = ray.data.read_parquet(paths, filesystem=fs).select_columns(columns)
@@ -195,6 +218,25 @@ def _bce(y: np.ndarray, p: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
+def distillation_loss(
+    logits: torch.Tensor, y: torch.Tensor, t: torch.Tensor, unlabelled: torch.Tensor, mask: torch.Tensor,
+    *, pos_weight: torch.Tensor | None, label_weight: float, distill_weight: float,
+) -> torch.Tensor:
+    """``label_weight`` · BCE against the labels (rows with labels only; ``pos_weight`` as in
+    plain training) + ``distill_weight`` · BCE against the teacher's probabilities ``t`` (the
+    label columns ``mask`` the teacher has). ``unlabelled``: (N, 1) > 0 for rows without labels
+    (or mixed with one by augmentation)."""
+    f = torch.nn.functional
+    labelled = (unlabelled[:, 0] <= 0).to(logits.dtype)
+    per_row = f.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight, reduction="none").mean(dim=1)
+    label_term = (per_row * labelled).sum() / labelled.sum().clamp(min=1.0)
+    distill_term = (
+        f.binary_cross_entropy_with_logits(logits[:, mask], t[:, mask].clamp(0.0, 1.0))
+        if bool(mask.any()) else logits.sum() * 0.0
+    )
+    return label_weight * label_term + distill_weight * distill_term
+
+
 def train_loop_per_worker(config: dict) -> None:
     """Runs on every Ray Train worker."""
     import ray.train
@@ -223,6 +265,9 @@ def train_loop_per_worker(config: dict) -> None:
         else None
     )
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    distill_mask = (
+        torch.tensor(config["distill_mask"], dtype=torch.bool, device=device) if config.get("distill_mask") else None
+    )
     use_amp = cfg.mixed_precision and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     augment = BatchAugmentConfig.from_dict(cfg.augment)
@@ -272,11 +317,22 @@ def train_loop_per_worker(config: dict) -> None:
                 break
             x = to_model_input(batch["x"]).to(device)
             y = batch["y"].to(device)
+            n_labels = y.shape[1]
+            if distill_mask is not None:  # augmentation mixes the teacher's targets like the labels
+                y = torch.cat([y, batch["t"].to(device), batch["u"].to(device)], dim=1)
             if augment.enabled:
                 x, y = apply_batch_augment(x, y, augment, generator)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, enabled=use_amp):
-                loss = loss_fn(model(x).float(), y)
+                logits = model(x).float()
+                if distill_mask is None:
+                    loss = loss_fn(logits, y)
+                else:
+                    loss = distillation_loss(
+                        logits, y[:, :n_labels], y[:, n_labels : 2 * n_labels], y[:, 2 * n_labels :], distill_mask,
+                        pos_weight=pos_weight, label_weight=cfg.label_weight, distill_weight=cfg.distill_weight,
+                    )
+                    y = y[:, :n_labels]
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
@@ -443,8 +499,19 @@ def train(
     for line in captions.warnings(dict(info.vocabulary)):
         log.warning(line)
     context = context_seconds(cfg.model, hparams)
-    train_ds = read_split(cfg.data, info, "train", in_memory=cfg.in_memory, context=context)
-    valid_ds = read_split(cfg.data, info, "valid", in_memory=cfg.in_memory, context=context)
+    data, distillation = cfg.data, None
+    if cfg.teacher:
+        from sound_captions.distill import prepare_distillation
+
+        data, distillation = prepare_distillation(cfg.data, cfg.out, cfg.teacher, cfg.unlabelled)
+        distillation = {**distillation, "label_weight": cfg.label_weight, "distill_weight": cfg.distill_weight}
+        info_read = shards.load_dataset_info(data)
+    elif cfg.unlabelled:
+        raise ValueError("--unlabelled media need a --teacher to label them")
+    else:
+        info_read = info
+    train_ds = read_split(data, info_read, "train", in_memory=cfg.in_memory, context=context, distill=bool(cfg.teacher))
+    valid_ds = read_split(data, info_read, "valid", in_memory=cfg.in_memory, context=context)
     storage_path = cfg.out if storage.is_s3(cfg.out) else str(storage.local_path(cfg.out).resolve())
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -453,6 +520,8 @@ def train(
             "vocabulary": info.labels,
             "input_shape": list(input_shape),
             "pos_weight": _pos_weight(info),
+            # label columns the teacher has a target for
+            "distill_mask": [m not in distillation["unmapped"] for m in info.labels] if distillation else None,
         },
         scaling_config=ScalingConfig(
             num_workers=cfg.workers,
@@ -541,6 +610,7 @@ def train(
         training={
             **cfg.to_dict(), "hparams": hparams, "dataset_augmentation": info.augmentation,
             "captions_derived": captions.derived, "captions_never": captions.never,
+            **({"distillation": distillation} if distillation else {}),
         },
         gate_dbfs=cfg.gate_dbfs,
     )
