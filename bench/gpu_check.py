@@ -34,7 +34,9 @@ def _sync(device: torch.device) -> None:
 def check_models(device: torch.device) -> dict:
     results = {}
     for name in MODEL_NAMES:
-        for shape in ((1, 128, 128), (3, 256, 256)):
+        # Cnn14 (panns_cnn14) takes one-channel PANNs log-mel images only
+        shapes = ((1, 64, 101),) if name == "panns_cnn14" else ((1, 128, 128), (3, 256, 256))
+        for shape in shapes:
             model = build_model(name, 5, shape).to(device)
             optimizer = torch.optim.AdamW(model.parameters(), 1e-3)
             scaler = torch.amp.GradScaler("cuda")

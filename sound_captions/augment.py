@@ -422,13 +422,14 @@ def mixup(
 
 
 def splice_together(
-    x: torch.Tensor, y: torch.Tensor, prob: float, generator: torch.Generator
+    x: torch.Tensor, y: torch.Tensor, prob: float, generator: torch.Generator, label_columns: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The "together" approach inside a batch: for each example, with probability ``prob``,
     keep its first k time frames (k uniform in [1, W-1]) and take the rest from a random
     partner with a different label set. Labels become the union: the 1-s window now holds
     both sounds, as a per-second label of a real transition would say. Examples whose label
-    set no other example differs from are left alone.
+    set no other example differs from are left alone. ``label_columns``: only the first so many
+    columns of ``y`` are labels (the rest, e.g. a teacher's targets, are carried along).
     """
     n, _, _, w = x.shape
     if n < 2 or w < 2:
@@ -436,7 +437,8 @@ def splice_together(
     chosen = (_uniform((n,), generator) < prob).to(x.device)
     cut = (1 + _randint(w - 1, (n,), generator)).to(x.device)
     scores = _uniform((n, n), generator).to(x.device)
-    differs = (y[:, None, :] != y[None, :, :]).any(dim=-1)
+    labels = y if label_columns is None else y[:, :label_columns]
+    differs = (labels[:, None, :] != labels[None, :, :]).any(dim=-1)
     partner = torch.where(differs, scores, torch.full_like(scores, -1.0)).argmax(dim=1)
     chosen &= differs.any(dim=1)
     frames = torch.arange(w, device=x.device)[None, :]
@@ -447,7 +449,7 @@ def splice_together(
 
 
 def apply_batch_augment(
-    x: torch.Tensor, y: torch.Tensor, cfg: BatchAugmentConfig, generator: torch.Generator
+    x: torch.Tensor, y: torch.Tensor, cfg: BatchAugmentConfig, generator: torch.Generator, label_columns: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment a training batch: time roll → "together" splice → mixup → SpecAugment masks.
 
@@ -457,6 +459,8 @@ def apply_batch_augment(
         cfg: which steps run; a disabled config returns ``x`` and ``y`` themselves.
         generator: the only source of randomness (CPU or the batch's device); the inputs are
             never modified in place.
+        label_columns: only the first so many columns of ``y`` are labels; further columns
+            (distillation's teacher targets) are mixed like them but never choose partners.
 
     Returns:
         (x, y) of the same shapes, dtypes and device.
@@ -471,7 +475,7 @@ def apply_batch_augment(
         k = cfg.time_shift_frames
         x = roll_time(x, _randint(2 * k + 1, (x.shape[0],), generator) - k)
     if cfg.together_prob > 0:
-        x, y = splice_together(x, y, cfg.together_prob, generator)
+        x, y = splice_together(x, y, cfg.together_prob, generator, label_columns)
     if cfg.mixup_alpha > 0:
         x, y = mixup(x, y, cfg.mixup_alpha, generator)
     if (cfg.spec_time_masks and cfg.spec_time_width) or (

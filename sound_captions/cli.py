@@ -10,6 +10,7 @@ import sys
 import click
 
 from sound_captions import __version__
+from sound_captions.cli_bundle import bundle
 
 
 def init_ray(num_cpus: int | None = None, address: str | None = None, verbose: int = 0) -> None:
@@ -143,7 +144,7 @@ def dataset():
 @click.option("--retries", default=5, show_default=True, help="Retries on throttling (429) and transient errors, with exponential backoff and jitter.")
 @click.option("--backoff", type=float, default=2.0, show_default=True, help="First retry delay in seconds (doubles per retry, capped at 120 s).")
 @click.option("--scratch", default=None, help="Download folder + archive (default: <out>/.scratch, or a local cache folder for s3:// outputs). On a cluster: a shared folder.")
-@click.option("--features", "feature_preset", default="128x128x1", show_default=True, help="128x128x1, 256x256x3, linear-128x128x1, ...")
+@click.option("--features", "feature_preset", default="128x128x1", show_default=True, help="128x128x1, 256x256x3, linear-128x128x1, ...; panns-16k (or -8k, -32k) for a PANNs teacher or bundle.")
 @click.option("--split", "split_fractions", default="0.8,0.1,0.1", show_default=True, help="train,valid,test fractions (by clip).")
 @click.option("--shard-mb", type=float, default=128, show_default=True, help="Target shard size (uncompressed).")
 @click.option("--overwrite", is_flag=True, help="Replace a finished dataset of other requests or options at --out.")
@@ -291,8 +292,10 @@ def train_cmd(
     """Train a model with Ray Train and write <out>/model.bundle."""
     from sound_captions.train import BUNDLE_NAME, TrainConfig, epoch_line, train
 
-    if unlabelled and not teacher:
-        raise click.UsageError("--unlabelled needs a --teacher to label the media")
+    if not teacher and (unlabelled or label_weight != 0.1 or distill_weight != 0.9):
+        raise click.UsageError("--unlabelled, --label-weight and --distill-weight need a --teacher")
+    if teacher and label_weight + distill_weight <= 0:
+        raise click.UsageError("--label-weight and --distill-weight cannot both be 0")
 
     _start_ray(ctx)
     bundle = train(
@@ -422,9 +425,7 @@ def preview_run_cmd(run_out, out_dir, copy_video, transcode, max_rows):
     click.echo(write_run_previews(run_out, out_dir, copy_video=copy_video, transcode=transcode, max_rows=max_rows))
 
 
-from sound_captions.cli_bundle import bundle  # noqa: E402  (the `bundle` command group)
-
-main.add_command(bundle)
+main.add_command(bundle)  # sound_captions/cli_bundle.py
 
 if __name__ == "__main__":  # pragma: no cover
     main()

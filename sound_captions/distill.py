@@ -18,6 +18,13 @@ Scoring the dataset's train windows needs a teacher with the dataset's feature c
 hold spectrograms, not audio); unlabelled media are decoded here, so any teacher (a PANNs import
 with its own front-end included) can label them: a dataset with only a labelled valid split (for
 choosing the epoch and tuning thresholds) plus a folder of the library's own media is enough.
+A teacher with an energy gate gives zero targets to the seconds of unlabelled media below its gate
+(what it would caption there: nothing); the dataset's windows carry no level, so its train rows
+get the teacher's scores as they are.
+
+Scale: the teacher scores on the driver, one medium after another, on the CPU (or the GPU torch
+finds): fine for a labelled dataset and a sample of a library; a large unlabelled library wants
+the caption pipeline's Ray stages instead (not done yet).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +49,7 @@ log = logging.getLogger(__name__)
 
 DISTILL_DIR = "distill"
 ROWS_PER_SHARD = 4096
+TARGETS_FORMAT = 1  # bump when how targets are computed changes: older ones are then recomputed
 
 
 class DistillationError(ValueError):
@@ -106,7 +115,11 @@ def teacher_scores(teacher: ModelBundle, model: torch.nn.Module, features: np.nd
 
 def _with_targets(table: pa.Table, targets: np.ndarray, labelled: bool) -> pa.Table:
     """``table`` + ``teacher`` (fixed-shape float32 (L,), like the spectrograms) + ``labelled``."""
-    tensor = pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(targets, dtype=np.float32))
+    # an explicit type: from_numpy_ndarray records a permutation, which Ray's shuffle cannot
+    # turn into an empty table
+    targets = np.ascontiguousarray(targets, dtype=np.float32)
+    storage_array = pa.FixedSizeListArray.from_arrays(pa.array(targets.reshape(-1)), targets.shape[1])
+    tensor = pa.ExtensionArray.from_storage(pa.fixed_shape_tensor(pa.float32(), [targets.shape[1]]), storage_array)
     table = table.append_column("teacher", tensor)
     return table.append_column("labelled", pa.array([labelled] * table.num_rows, pa.bool_()))
 
@@ -129,6 +142,7 @@ def _unlabelled_items(inputs: list[str]):
 def _key(teacher_digest: str, data_digest: str, items, student_labels: list[str]) -> dict:
     """What the targets were computed from: equal keys, equal targets."""
     return {
+        "format": TARGETS_FORMAT,
         "teacher_digest": teacher_digest,
         "dataset_digest": data_digest,
         "unlabelled": sorted([item.uri, item.version] for item in items),
@@ -160,7 +174,16 @@ def prepare_distillation(data_uri: str, out: str, teacher_uri: str, unlabelled: 
         if done.selection.get("distillation", {}).get("key") == key:
             log.info("reusing the teacher's targets in %s", root)
             return root, done.selection["distillation"]["summary"]
+        # other inputs: the completion mark goes first, so a crash below never leaves old
+        # targets that a rerun with the old inputs would take for finished
+        storage.delete(storage.join(root, shards.DATASET_JSON))
+        for uri in [*shards.shard_uris(root, done), storage.join(root, shards.FAILURES)]:
+            if storage.exists(uri):
+                storage.delete(uri)
 
+    failures_uri = storage.join(root, shards.FAILURES)
+    if storage.exists(failures_uri):  # left by a run that did not finish
+        storage.delete(failures_uri)
     model = teacher.build_model()
     cfg: FeatureConfig = info.feature_config
     rels: list[str] = []
@@ -186,7 +209,7 @@ def prepare_distillation(data_uri: str, out: str, teacher_uri: str, unlabelled: 
             targets[is_train] = mapped[offset : offset + int(is_train.sum())]
             offset += int(is_train.sum())
         part = _with_targets(table, targets, labelled=True)
-        rel = f"{shards.SHARD_DIR}/labelled-{len(rels):05d}.parquet"
+        rel = f"{shards.SHARD_DIR}/labelled-{uuid.uuid4().hex[:16]}.parquet"
         shards.write_table(part, storage.join(root, rel))
         rels.append(rel)
         rows += int(is_train.sum())
@@ -199,7 +222,7 @@ def prepare_distillation(data_uri: str, out: str, teacher_uri: str, unlabelled: 
         if not pending:
             return
         table = pa.concat_tables(pending)
-        rel = f"{shards.SHARD_DIR}/unlabelled-{len(rels):05d}.parquet"
+        rel = f"{shards.SHARD_DIR}/unlabelled-{uuid.uuid4().hex[:16]}.parquet"
         shards.write_table(table, storage.join(root, rel))
         rels.append(rel)
         unlabelled_rows += table.num_rows
@@ -239,10 +262,18 @@ def prepare_distillation(data_uri: str, out: str, teacher_uri: str, unlabelled: 
         if sum(t.num_rows for t in pending) >= ROWS_PER_SHARD:
             flush()
     flush()
-    if not rels:
-        raise DistillationError("nothing to train on: the dataset has no rows and no unlabelled medium could be used")
     if failed:
-        shards.write_table(shards.failures_table(failed), storage.join(root, shards.FAILURES))
+        shards.write_table(shards.failures_table(failed), failures_uri)
+    if rows + unlabelled_rows == 0:
+        raise DistillationError(
+            "nothing to train on: the dataset has no train rows and no unlabelled medium could be used"
+            + (f" ({len(failed)} failed, see {failures_uri})" if failed else "")
+        )
+    if not rows and not labels.mask.all():
+        log.warning(
+            "no labelled train rows, and the teacher has no target for %s: the student learns nothing about them",
+            ", ".join(m for m, on in zip(info.labels, labels.mask, strict=True) if not on),
+        )
     summary = {
         "teacher": teacher_uri,
         "teacher_digest": teacher_digest,

@@ -343,7 +343,7 @@ def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 def spectrograms_where(windows: np.ndarray, keep: np.ndarray, cfg: FeatureConfig, dtype=np.float16) -> np.ndarray:
     """Spectrograms (n, H, W, C) of the windows where ``keep`` is true; zeros elsewhere (rows
     that carry a failure or an end mark through a pipeline, not audio). ``dtype``: float16 as
-    the shards store them, or float32 where they go straight into a model (a caption run)."""
+    the shards store them, or float32 where rounding matters (PANNs images in a caption run)."""
     keep = np.asarray(keep, dtype=bool)
     out = np.zeros((len(keep), *cfg.shape), dtype=dtype)
     if keep.any():

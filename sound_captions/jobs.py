@@ -31,7 +31,8 @@ JOBS: dict[str, list[str]] = {
     "nightly_caption": ["caption"],
     "import_panns": ["bundle", "import-panns"],
 }
-POSITIONAL_KEYS = {"inputs", "checkpoint"}
+# job name → config keys that are the command's positional arguments
+POSITIONAL_KEYS: dict[str, set[str]] = {"caption": {"inputs"}, "nightly_caption": {"inputs"}, "import_panns": {"checkpoint"}}
 GLOBAL_KEYS = ("ray_address", "num_cpus", "verbose")
 
 
@@ -87,7 +88,7 @@ def config_to_args(job: str, config: dict) -> list[str]:
     for key, value in config.items():
         if key in GLOBAL_KEYS or value is None:
             continue
-        if key in POSITIONAL_KEYS:
+        if key in POSITIONAL_KEYS.get(job, ()):
             positional += [str(v) for v in (value if isinstance(value, list) else [value])]
         elif isinstance(value, bool):
             if value:

@@ -77,10 +77,11 @@ def _numpy_dtype_classes() -> list:
     return [getattr(numpy.dtypes, name) for name in dir(numpy.dtypes) if name.endswith("DType")]
 
 
-def read_checkpoint(uri: str) -> dict[str, torch.Tensor]:
+def read_checkpoint(uri: str, raw: bytes | None = None) -> dict[str, torch.Tensor]:
     """The ``state_dict`` in a PyTorch checkpoint file (a bare state dict or ``{"model": ...}``),
-    read without running pickled code (numpy array state is allowed, nothing else)."""
-    raw = storage.read_bytes(uri)
+    read without running pickled code (numpy array state is allowed, nothing else). ``raw``:
+    the file's bytes when the caller has read them already."""
+    raw = storage.read_bytes(uri) if raw is None else raw
 
     def load(extra_globals: list | None = None):
         with torch.serialization.safe_globals(extra_globals or []):
@@ -182,12 +183,14 @@ def import_panns(
             state dict, an unknown front-end, or not 527 outputs.
     """
     from sound_captions.caption.vocabulary import CaptionVocabulary
-    from sound_captions.models import build_model, default_hparams
+    from sound_captions.models import InvalidHparamsError, build_model, default_hparams
 
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    raw_digest = hashlib.sha256(storage.read_bytes(checkpoint_uri)).hexdigest()
-    state = read_checkpoint(checkpoint_uri)
+    raw = storage.read_bytes(checkpoint_uri)  # once: a checkpoint is ~300 MB
+    raw_digest = hashlib.sha256(raw).hexdigest()
+    state = read_checkpoint(checkpoint_uri, raw)
+    del raw
     cfg = panns_feature_config(state, checkpoint_uri)
     weights = {k: v for k, v in state.items() if k not in FRONT_END_KEYS}
     ontology = Ontology.load()
@@ -197,7 +200,10 @@ def import_panns(
         raise CheckpointError(f"{checkpoint_uri}: {head.shape[0]} outputs, not the {len(labels)} AudioSet classes in PANNs' order")
     hparams = default_hparams(ARCHITECTURE)
     c, h, w = 1, cfg.height, cfg.width
-    model = build_model(ARCHITECTURE, len(labels), (c, h, w), **hparams)
+    try:
+        model = build_model(ARCHITECTURE, len(labels), (c, h, w), **hparams)
+    except InvalidHparamsError as exc:  # e.g. fewer mel bins than Cnn14's poolings need
+        raise CheckpointError(f"{checkpoint_uri}: {exc}") from None
     _check_keys(model, weights, checkpoint_uri)
     model.load_state_dict(weights, strict=True)
     model.eval()

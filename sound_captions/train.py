@@ -93,9 +93,10 @@ def _targets(batch: dict, rows: np.ndarray) -> dict:
     (n, 1), 1 for a row without labels (unlabelled media); nothing for a plain dataset."""
     if "teacher" not in batch:
         return {}
+    teacher = np.asarray(batch["teacher"], dtype=np.float32)
     return {
-        "t": np.asarray(batch["teacher"], dtype=np.float32)[rows].reshape(len(rows), -1),
-        "u": (~np.asarray(batch["labelled"], dtype=bool)[rows]).astype(np.float32)[:, None],
+        "t": teacher[rows].reshape(len(rows), teacher.shape[-1]),  # (0, L) for a group without train rows
+        "u": (~np.asarray(batch["labelled"], dtype=bool)[rows]).astype(np.float32).reshape(len(rows), 1),
     }
 
 
@@ -321,7 +322,7 @@ def train_loop_per_worker(config: dict) -> None:
             if distill_mask is not None:  # augmentation mixes the teacher's targets like the labels
                 y = torch.cat([y, batch["t"].to(device), batch["u"].to(device)], dim=1)
             if augment.enabled:
-                x, y = apply_batch_augment(x, y, augment, generator)
+                x, y = apply_batch_augment(x, y, augment, generator, label_columns=n_labels)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, enabled=use_amp):
                 logits = model(x).float()

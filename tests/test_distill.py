@@ -4,6 +4,7 @@ teacher alone on an unlabelled folder of generated media and captions nearly as 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -60,6 +61,27 @@ def test_distillation_loss_by_hand():
     assert float(got) == pytest.approx(0.1 * label_term + 0.9 * distill_term, rel=1e-6)
     only_teacher = distillation_loss(logits, y, t, torch.ones(3, 1), mask, pos_weight=None, label_weight=0.1, distill_weight=0.9)
     assert float(only_teacher) == pytest.approx(0.9 * distill_term, rel=1e-6)
+
+
+def test_targets_of_a_group_without_train_rows():
+    """A clip of the valid split (a context student's group) or a block without train rows."""
+    from sound_captions.train import to_context_batch, to_training_batch
+
+    n, labels = 3, list(KIND_LABELS.values())
+    batch = {
+        "second": np.arange(n), "labels": np.array([[labels[0]]] * n, dtype=object), "split": np.array(["valid"] * n),
+        "spectrogram": np.zeros((n, *CFG.shape), np.float16), "teacher": np.full((n, len(labels)), 0.5, np.float32),
+        "labelled": np.ones(n, bool), "clip_id": np.array(["c"] * n), "start_s": np.arange(n, dtype=float),
+        "augment": np.array(["original"] * n),
+    }
+    plain = to_training_batch(batch, labels, "train")
+    assert plain["t"].shape == (0, len(labels)) and plain["u"].shape == (0, 1)
+    grouped = to_context_batch(batch, labels, "train", CFG.to_dict(), 1)
+    assert grouped["t"].shape == (0, len(labels)) and grouped["x"].shape[0] == 0
+    batch["split"] = np.array(["train", "valid", "train"])
+    batch["labelled"] = np.array([True, True, False])
+    both = to_training_batch(batch, labels, "train")
+    assert both["t"].shape == (2, len(labels)) and both["u"][:, 0].tolist() == [0.0, 1.0]
 
 
 # ------------------------------------------------------------------ teacher → student, end to end
@@ -125,7 +147,8 @@ def test_student_taught_on_unlabelled_media_captions_nearly_as_well_as_its_teach
     student = train(student_cfg, name="student")
     distilled = student.training["distillation"]
     assert distilled["teacher_digest"] == teacher.digest()
-    assert distilled["dataset_rows"] == 0 and distilled["unlabelled_media"] == 16  # no labelled train row and distilled["unlabelled_rows"] == 16 * 6
+    assert distilled["dataset_rows"] == 0  # the student's dataset has no labelled train row
+    assert distilled["unlabelled_media"] == 16 and distilled["unlabelled_rows"] == 16 * 6 and distilled["unlabelled_rows"] == 16 * 6
     assert distilled["unlabelled_failed"] == 1  # broken.mp4: recorded, not fatal
     failures = pq.read_table(tmp_path / "student" / DISTILL_DIR / "failures.parquet").to_pylist()
     assert [f["source"].endswith("broken.mp4") for f in failures] == [True]
@@ -178,3 +201,36 @@ def test_a_teacher_with_other_features_cannot_score_the_datasets_spectrograms(co
     got = one.column("teacher").combine_chunks().to_numpy_ndarray()
     order = [labels.index(m) for m in info.labels]  # the student's label order
     np.testing.assert_allclose(got, want[:, order], atol=1e-5)
+
+
+@pytest.mark.ray
+def test_a_teacher_with_the_datasets_features_scores_its_train_rows_and_a_new_teacher_recomputes(corpus, tmp_path):
+    from sound_captions.train import read_split
+
+    root, _ = corpus
+    first = train_tiny_bundle(tmp_path / "a.bundle", seed=1, epochs=2, cfg=CFG)
+    uri, summary = prepare_distillation(str(root / "labelled"), str(tmp_path / "run"), str(tmp_path / "a.bundle"))
+    info = shards.load_dataset_info(uri)
+    table = pa.concat_tables([shards.read_table(u) for u in shards.shard_uris(uri, info)])
+    train_rows = table.filter(pc.equal(table.column("split"), "train"))
+    assert summary["dataset_rows"] == train_rows.num_rows > 0 and all(table.column("labelled").to_pylist())
+    model = first.build_model()
+    with torch.no_grad():  # each row's target is the teacher's score of that row's own spectrogram
+        x = torch.as_tensor(shards.spectrograms(train_rows).astype(np.float32)).permute(0, 3, 1, 2)
+        want = torch.sigmoid(model(x)).numpy()[:, [first.labels.index(m) for m in info.labels]]
+    np.testing.assert_allclose(train_rows.column("teacher").combine_chunks().to_numpy_ndarray(), want, atol=1e-5)
+    valid_rows = table.filter(pc.equal(table.column("split"), "valid"))
+    assert not valid_rows.column("teacher").combine_chunks().to_numpy_ndarray().any()  # never read
+
+    # a context student reads them through the grouped (shuffled) split, valid-only clips included
+    split = read_split(uri, info, "train", in_memory=True, context=1, distill=True)
+    rows = split.take_all()
+    assert len(rows) == train_rows.num_rows and rows[0]["t"].shape == (len(info.labels),)
+    assert sorted(float(r["t"].sum()) for r in rows) == pytest.approx(sorted(want.sum(axis=1).tolist()), abs=1e-4)
+
+    # another teacher: recomputed, and the first teacher's shards are gone
+    old_shards = shards.shard_uris(uri, info)
+    second = train_tiny_bundle(tmp_path / "b.bundle", seed=2, epochs=2, cfg=CFG)
+    _, again = prepare_distillation(str(root / "labelled"), str(tmp_path / "run"), str(tmp_path / "b.bundle"))
+    assert again["teacher_digest"] == second.digest() != summary["teacher_digest"]
+    assert not any(Path(u).exists() for u in old_shards)

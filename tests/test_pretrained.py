@@ -253,19 +253,39 @@ def test_wrong_checkpoints_fail_with_one_line(checkpoint, reference, tmp_path):
     torch.save({"model": cnn10}, tmp_path / "cnn10.pth")
     _one_line_exit_2(run(tmp_path / "cnn10.pth"), "not a Cnn14 checkpoint", "missing", "conv_block5")
 
-    narrow = dict(state)
-    narrow["fc_audioset.weight"] = state["fc_audioset.weight"][:10]
-    narrow["fc_audioset.bias"] = state["fc_audioset.bias"][:10]
-    torch.save({"model": narrow}, tmp_path / "narrow.pth")
-    _one_line_exit_2(run(tmp_path / "narrow.pth"), "10 outputs", "527")
-
-    mel = dict(state)
-    mel["logmel_extractor.melW"] = state["logmel_extractor.melW"].roll(3, dims=1)
-    torch.save({"model": mel}, tmp_path / "mel.pth")
-    _one_line_exit_2(run(tmp_path / "mel.pth"), "mel filters differ")
-
     _one_line_exit_2(run(tmp_path / "missing.pth"), "missing.pth")
     assert not (tmp_path / "x.bundle").exists()
+
+
+def test_wrong_heads_and_front_ends_are_refused(reference, tmp_path, monkeypatch):
+    """The checks behind the one line, on state dicts in memory (no more 300 MB files)."""
+    import sound_captions.pretrained as pretrained
+
+    state = reference.state_dict()
+
+    def importing(bad: dict):
+        monkeypatch.setattr(pretrained, "read_checkpoint", lambda uri, raw=None: bad)
+        monkeypatch.setattr(pretrained.storage, "read_bytes", lambda uri: b"")
+        return pytest.raises(CheckpointError)
+
+    narrow = {**state, "fc_audioset.weight": state["fc_audioset.weight"][:10], "fc_audioset.bias": state["fc_audioset.bias"][:10]}
+    with importing(narrow) as info:
+        import_panns("narrow.pth")
+    assert "10 outputs" in str(info.value) and "527" in str(info.value)
+    with importing({**state, "logmel_extractor.melW": state["logmel_extractor.melW"].roll(3, dims=1)}) as info:
+        import_panns("mel.pth")
+    assert "mel filters differ" in str(info.value)
+    with importing({**state, "spectrogram_extractor.stft.conv_real.weight": -state["spectrogram_extractor.stft.conv_real.weight"]}) as info:
+        import_panns("stft.pth")
+    assert "not PANNs' Hann-windowed 512-point STFT" in str(info.value)
+    wide = {**state, "conv_block1.conv1.weight": torch.zeros(64, 2, 3, 3)}
+    with importing(wide) as info:
+        import_panns("wide.pth")
+    assert "shapes differ" in str(info.value) and "conv_block1.conv1.weight" in str(info.value)
+    nan = {**state, "fc1.weight": torch.full_like(state["fc1.weight"], float("nan"))}
+    with importing(nan) as info:
+        import_panns("nan.pth")
+    assert "non-finite" in str(info.value)
 
 
 class _Payload:
