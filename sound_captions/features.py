@@ -145,6 +145,13 @@ class FeatureConfig:
         return min(self.n_fft, self.sample_rate_hz * 25 // 1000) if self.kind == "mel" else self.n_fft
 
     @property
+    def image_dtype(self) -> type:
+        """What a caption run carries the images in between its stages: float16 (half the
+        bytes; the memory budgets assume it), float32 for PANNs' dB images, whose rounding would
+        cost an imported model its parity with the reference (``sound_captions.pretrained``)."""
+        return np.float32 if self.kind == "panns" else np.float16
+
+    @property
     def mel_range_hz(self) -> tuple[float, float]:
         """(f_min, f_max) of the mel filters (mel and panns kinds)."""
         if self.kind == "panns":
@@ -314,7 +321,7 @@ def spectrogram(windows: np.ndarray | torch.Tensor, cfg: FeatureConfig) -> torch
         power = _Transforms.get(cfg)(x)[..., : cfg.width]  # (n, H, W)
         db = 10.0 * torch.log10(torch.clamp(power, min=1e-10))
         if cfg.kind == "panns":
-            pass  # PANNs' power_to_db: ref 1.0, amin 1e-10, no top_db; the model's bn0 scales it
+            pass  # PANNs' power_to_db: ref 1.0, amin 1e-10, no top_db (and normalize is False)
         elif cfg.level_floor_dbfs is not None:
             floor = float(cfg.level_floor_dbfs)
             db = torch.clamp(db - full_scale_db(cfg), min=floor)
@@ -322,7 +329,7 @@ def spectrogram(windows: np.ndarray | torch.Tensor, cfg: FeatureConfig) -> torch
         else:
             peak = db.amax(dim=(1, 2), keepdim=True)
             db = torch.maximum(db, peak - cfg.top_db)
-        if cfg.normalize and cfg.level_floor_dbfs is None and cfg.kind != "panns":
+        if cfg.normalize and cfg.level_floor_dbfs is None:
             mean = db.mean(dim=(1, 2), keepdim=True)
             std = db.std(dim=(1, 2), keepdim=True)
             db = (db - mean) / (std + 1e-5)

@@ -203,10 +203,7 @@ def add_features(batch: dict, feature_config: dict, threads: int = 1) -> dict:
     windows = batch.pop("window")
     batch["level_dbfs"] = window_level_dbfs(windows)  # for the bundle's energy gate
     cfg = FeatureConfig.from_dict(feature_config)
-    # float16 between the stages halves the bytes (the memory budgets assume it); PANNs' dB
-    # images stay float32: rounding them would cost an imported model its parity (pretrained.py)
-    dtype = np.float32 if cfg.kind == "panns" else np.float16
-    batch["spectrogram"] = spectrograms_where(windows, batch["kind"] == "window", cfg, dtype=dtype)
+    batch["spectrogram"] = spectrograms_where(windows, batch["kind"] == "window", cfg, dtype=cfg.image_dtype)
     return batch
 
 
