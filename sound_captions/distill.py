@@ -129,7 +129,7 @@ def _train_rows(uri: str) -> int:
 
     import pyarrow.parquet as pq
 
-    split = pq.read_table(io.BytesIO(storage.read_bytes(uri)), columns=["split"]).column("split")
+    split = pq.read_table(io.BytesIO(storage.read_bytes(uri)), columns=["split"], use_threads=False).column("split")
     return int(np.sum(split.to_numpy(zero_copy_only=False) == "train"))
 
 

@@ -45,7 +45,7 @@ def read_report(report: str | os.PathLike | Iterable[Mapping[str, Any]]) -> list
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.read_table(pa.BufferReader(read_uri_bytes(report))).to_pylist()
+        return pq.read_table(pa.BufferReader(read_uri_bytes(report)), use_threads=False).to_pylist()
     if hasattr(report, "to_pylist"):
         return report.to_pylist()
     return [dict(row) for row in report]

@@ -120,7 +120,7 @@ def read_scores(data: bytes, max_rows: int = DEFAULT_MAX_ROWS) -> ScoreGrid:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(pa.BufferReader(data))
+    table = pq.read_table(pa.BufferReader(data), use_threads=False)
     meta = table.schema.metadata or {}
     if "second" not in table.column_names:
         raise PreviewInputError("scores file has no 'second' column")
