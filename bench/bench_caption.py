@@ -46,13 +46,11 @@ def stage_profile(paths: list[Path], model: str, out: Path) -> dict[str, float]:
     from sound_captions.audio import stream_audio
     from sound_captions.bundle import load_bundle
     from sound_captions.caption.fetch import FetchOptions, fetched
-    from sound_captions.caption.pipeline import (
-        SecondScorer,
-        discover,
-        window_level_dbfs,
-        write_outputs,
-    )
+    from sound_captions.caption.inputs import discover
+    from sound_captions.caption.outputs import settings_digest, write_outputs
     from sound_captions.caption.postprocess import PostprocessConfig, scores_to_cues
+    from sound_captions.caption.stages import SecondScorer, window_level_dbfs
+    from sound_captions.context import per_second_outputs
     from sound_captions.features import frame_windows, spectrograms_where, to_model_input
 
     torch.set_num_threads(1)
@@ -80,14 +78,14 @@ def stage_profile(paths: list[Path], model: str, out: Path) -> dict[str, float]:
             parts = []
             for start in range(0, len(spec), 256):
                 x = to_model_input(spec[start : start + 256])
-                parts.append((net.embed(x) if bundle.context else torch.sigmoid(net(x))).numpy())
+                parts.append(per_second_outputs(net, x, bundle.context).numpy())
             scores = scorer(np.concatenate(parts), level)
         t["inference"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         cues, _ = scores_to_cues(scores, bundle.labels, bundle.thresholds, bundle.caption_text, PostprocessConfig())
         t["post-processing"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        write_outputs(str(out), item, scores, cues, bundle, bundle.digest())
+        write_outputs(str(out), item, scores, cues, bundle, bundle.digest(), settings_digest(bundle.digest(), bundle.caption_text, PostprocessConfig()))
         t["writing"] += time.perf_counter() - t0
     return {k: round(v / (media_s / 3600), 2) for k, v in t.items()}
 

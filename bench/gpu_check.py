@@ -85,7 +85,7 @@ def train_throughput(device: torch.device, amp: bool, batch: int, steps: int) ->
 
 
 def classifier_check(tmp: str) -> dict:
-    from sound_captions.caption.pipeline import Classifier
+    from sound_captions.caption.stages import Classifier
 
     torch.manual_seed(0)
     model = build_model("baseline", 3, (1, 128, 128))

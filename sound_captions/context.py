@@ -73,6 +73,13 @@ def stack_context(spec: np.ndarray, index: np.ndarray, silence: np.ndarray) -> n
     return np.ascontiguousarray(picked.transpose(0, 2, 1, 3, 4).reshape(m, h, k * w, c))
 
 
+def per_second_outputs(model: torch.nn.Module, x: torch.Tensor, context: int) -> torch.Tensor:
+    """Model inputs (n, C, M, W) → what each second gives alone: a one-second model's
+    probabilities (n, L), or a context model's embeddings (n, D), which ``score_embeddings``
+    turns into probabilities once every neighbour is known (the caller picks the grad mode)."""
+    return model.embed(x) if context else torch.sigmoid(model(x).float())
+
+
 def classify_embeddings(model: torch.nn.Module, embeddings: torch.Tensor, index: np.ndarray, silence_embedding: torch.Tensor) -> torch.Tensor:
     """Per-second embeddings (n, D) + neighbour index (m, K) → logits (m, L) of a context model."""
     padded = torch.cat([embeddings, silence_embedding.reshape(1, -1).to(embeddings)], dim=0)

@@ -97,13 +97,18 @@ def map_labels(student: list[str], teacher: list[str]) -> LabelMap:
 
 def teacher_scores(teacher: ModelBundle, model: torch.nn.Module, features: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """The teacher's probabilities (n, L_teacher) for the consecutive seconds of one medium."""
-    from sound_captions.context import score_embeddings, sequence_index, silence_embedding
+    from sound_captions.context import (
+        per_second_outputs,
+        score_embeddings,
+        sequence_index,
+        silence_embedding,
+    )
 
     parts = []
     with torch.inference_mode():
         for start in range(0, len(features), batch_size):
             x = to_model_input(features[start : start + batch_size].astype(np.float32))
-            parts.append((model.embed(x) if teacher.context else torch.sigmoid(model(x).float())).float())
+            parts.append(per_second_outputs(model, x, teacher.context).float())
     if not parts:
         return np.zeros((0, len(teacher.labels)), dtype=np.float32)
     out = torch.cat(parts)
@@ -246,7 +251,7 @@ def prepare_distillation(data_uri: str, out: str, teacher_uri: str, unlabelled: 
             continue
         probs = teacher_scores(teacher, model, teacher_feats[:n])
         if teacher.gate_dbfs is not None:  # what the teacher would caption: nothing below its gate
-            from sound_captions.caption.pipeline import window_level_dbfs
+            from sound_captions.caption.stages import window_level_dbfs
 
             probs[window_level_dbfs(frame_windows(teacher_samples, teacher.feature_config)[:n]) < teacher.gate_dbfs] = 0.0
         clip = "unlabelled:" + hashlib.sha256(item.uri.encode()).hexdigest()[:16]

@@ -32,7 +32,12 @@ import torch
 
 from sound_captions import __version__, storage
 from sound_captions.bundle import ModelBundle, load_bundle
-from sound_captions.context import neighbour_index, score_embeddings, silence_embedding
+from sound_captions.context import (
+    neighbour_index,
+    per_second_outputs,
+    score_embeddings,
+    silence_embedding,
+)
 from sound_captions.dataset import shards
 from sound_captions.features import to_model_input
 from sound_captions.metrics import average_precision, mean_average_precision, segment_metrics
@@ -113,7 +118,7 @@ def score_dataset(
                 # astype copies the read-only Arrow-backed view into a writable float32 array
                 x = to_model_input(spec[start : start + batch_size].astype(np.float32)).to(device)
                 # a context model: embeddings now, scores once every neighbour is known
-                out = model.embed(x) if context else torch.sigmoid(model(x).float())
+                out = per_second_outputs(model, x, context)
                 score_parts.append(out.float().cpu().numpy())
         y_parts.append(_multi_hot(table.column("labels").to_pylist(), bundle.labels))
         meta_parts.append(table.select(list(META_COLUMNS)))

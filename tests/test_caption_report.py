@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sound_captions.caption.pipeline import CaptionRun, VideoResult, summary_text
+from sound_captions.caption.report import CaptionRun, VideoResult, summary_text
 
 
 def test_summary_lists_each_failure_on_one_line():

@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import webvtt
 
 from sound_captions.bundle import load_bundle, save_bundle
-from sound_captions.caption.pipeline import CaptionOptions, caption_library, window_level_dbfs
+from sound_captions.caption.pipeline import CaptionOptions, caption_library
+from sound_captions.caption.stages import window_level_dbfs
 from sound_captions.testing.bundles import train_tiny_bundle
 
 SR = 16_000
