@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import ray
 
-    from sound_captions.train import label_matrix, read_split
+    from sound_captions.train.data import label_matrix, read_split
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

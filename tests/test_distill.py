@@ -25,7 +25,8 @@ from sound_captions.ontology import Ontology
 from sound_captions.sources.manifest import read_manifest, write_manifest
 from sound_captions.testing.bundles import train_tiny_bundle
 from sound_captions.testing.media import KIND_LABELS, make_corrupt, make_media
-from sound_captions.train import BUNDLE_NAME, TrainConfig, distillation_loss, train
+from sound_captions.train import BUNDLE_NAME, TrainConfig, train
+from sound_captions.train.loop import distillation_loss
 
 MUSIC, PIANO, GUITAR, DOG = "/m/04rlf", "/m/05r5c", "/m/0342h", "/m/0bt9lr"
 CFG = FeatureConfig.preset("64x64x1")  # small maps keep the two trainings short
@@ -65,7 +66,7 @@ def test_distillation_loss_by_hand():
 
 def test_targets_of_a_group_without_train_rows():
     """A clip of the valid split (a context student's group) or a block without train rows."""
-    from sound_captions.train import to_context_batch, to_training_batch
+    from sound_captions.train.data import to_context_batch, to_training_batch
 
     n, labels = 3, list(KIND_LABELS.values())
     batch = {
@@ -205,7 +206,7 @@ def test_a_teacher_with_other_features_cannot_score_the_datasets_spectrograms(co
 
 @pytest.mark.ray
 def test_a_teacher_with_the_datasets_features_scores_its_train_rows_and_a_new_teacher_recomputes(corpus, tmp_path):
-    from sound_captions.train import read_split
+    from sound_captions.train.data import read_split
 
     root, _ = corpus
     first = train_tiny_bundle(tmp_path / "a.bundle", seed=1, epochs=2, cfg=CFG)

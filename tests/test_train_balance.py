@@ -9,7 +9,7 @@ import pytest
 
 from sound_captions.dataset import shards
 from sound_captions.features import FeatureConfig
-from sound_captions.train import _pos_weight, label_matrix
+from sound_captions.train.data import label_matrix, label_pos_weights
 
 
 def _info(
@@ -37,13 +37,13 @@ def test_pos_weight_is_negatives_over_positives_per_label_in_vocabulary_order():
     info = _info(
         1000, {"/m/common": 500, "/m/rare": 40, "/m/rarest": 1, "/m/absent": 0}, {"/m/rare": 50}
     )
-    weights = _pos_weight(info)
+    weights = label_pos_weights(info)
     assert info.labels == ["/m/common", "/m/rare", "/m/rarest", "/m/absent"]
     # 500/500 → 1; 960/40 → 24; 999/1 → clipped at 50; no positives → treated as one, clipped at 50.
     assert weights == pytest.approx([1.0, 24.0, 50.0, 50.0])
     # Only the training split counts: the valid split's positives change nothing.
     assert (
-        _pos_weight(
+        label_pos_weights(
             _info(1000, {"/m/common": 500, "/m/rare": 40, "/m/rarest": 1, "/m/absent": 0}, {})
         )
         == weights
@@ -52,7 +52,7 @@ def test_pos_weight_is_negatives_over_positives_per_label_in_vocabulary_order():
 
 def test_pos_weight_never_down_weights_a_majority_label():
     # A label on 90 % of the windows would get 0.11; the weight is clipped at 1 (no down-weighting).
-    assert _pos_weight(_info(100, {"/m/everywhere": 90, "/m/half": 50}, {})) == pytest.approx(
+    assert label_pos_weights(_info(100, {"/m/everywhere": 90, "/m/half": 50}, {})) == pytest.approx(
         [1.0, 1.0]
     )
 
@@ -65,10 +65,10 @@ def test_pos_weight_balances_the_loss_of_positives_and_negatives():
     info = _info(100, {"/m/rare": 10}, {})
     y = torch.tensor(label_matrix([["/m/rare"]] * 10 + [[]] * 90, info.labels))
     logits = torch.zeros_like(y, requires_grad=True)
-    loss = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(_pos_weight(info)))(logits, y)
+    loss = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(label_pos_weights(info)))(logits, y)
     loss.backward()
     assert float(logits.grad.sum()) == pytest.approx(0.0, abs=1e-6)
     unweighted = torch.zeros_like(y, requires_grad=True)
     torch.nn.BCEWithLogitsLoss()(unweighted, y).backward()
     assert float(unweighted.grad.sum()) > 0.1  # pushed towards "never": the imbalance at work
-    assert np.isfinite(_pos_weight(_info(0, {"/m/x": 0}, {}))).all()
+    assert np.isfinite(label_pos_weights(_info(0, {"/m/x": 0}, {}))).all()
