@@ -19,8 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from sound_captions import storage
-
-Seconds = float
+from sound_captions.sources.requests import Seconds
 
 SAMPLE_RATE_HZ = 16_000
 _BYTES_PER_SAMPLE = 4  # float32

@@ -10,7 +10,11 @@ import sys
 import click
 
 from sound_captions import __version__
+from sound_captions.caption.options import CaptionOptions
+from sound_captions.caption.postprocess import PostprocessConfig
 from sound_captions.cli_bundle import bundle
+from sound_captions.cli_options import options_from, take
+from sound_captions.train.config import TrainConfig
 
 
 def init_ray(num_cpus: int | None = None, address: str | None = None, verbose: int = 0) -> None:
@@ -251,69 +255,52 @@ def dataset_preview(uri, out, per_label, split, seed):
 # ----------------------------------------------------------------------------------------- train
 
 
+_TRAIN_OWN = ("data", "out", "in_memory", "label_weight", "distill_weight")  # options written out below
+
+
 @main.command("train")
 @click.option("--data", required=True, help="Dataset folder (local or s3://).")
 @click.option("--out", required=True, help="Run folder for checkpoints, metrics and model.bundle.")
-@click.option("--model", default="baseline", show_default=True)
+@options_from(TrainConfig, exclude=_TRAIN_OWN)
 @click.option("--hparams", default="{}", help="JSON object of model hyper-parameters.")
-@click.option("--epochs", default=10, show_default=True)
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--learning-rate", default=1e-3, show_default=True)
-@click.option("--workers", default=1, show_default=True)
-@click.option("--gpus-per-worker", default=0.0, show_default=True)
-@click.option("--cpus-per-worker", default=1.0, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--in-memory/--streaming", default=True, show_default=True, help="Hold the dataset in Ray's object store.")
-@click.option(
-    "--patience", default=5, show_default=True,
-    help="Early stopping: epochs without a better selection score (validation mAP, ties broken by lower loss); 0: off.",
-)
-@click.option("--weight-decay", default=1e-4, show_default=True)
-@click.option("--balance-classes/--no-balance-classes", default=True, show_default=True, help="BCE pos_weight = negatives/positives per label, clipped to [1, 50].")
-@click.option("--mixed-precision/--no-mixed-precision", default=True, show_default=True, help="autocast + GradScaler on CUDA only.")
-@click.option("--target-precision", default=0.9, show_default=True, help="Per-label thresholds are tuned on validation data to this precision.")
-@click.option("--max-steps-per-epoch", type=int, default=None)
-@click.option("--shuffle-buffer-rows", default=8192, show_default=True, help="Rows shuffled among per epoch (the shards keep a class's clips together).")
-@click.option("--max-failures", default=2, show_default=True, help="Worker failures to recover from.")
 @click.option(
     "--augment", default="{}",
     help='JSON of batch augmentation, e.g. {"spec_time_masks": 2, "spec_freq_masks": 2, "mixup_alpha": 0.2, "together_prob": 0.3}.',
 )
-@click.option("--teacher", default=None, help="Distil from this model bundle: its per-second probabilities become soft targets (docs/pretrained.md).")
+@click.option("--in-memory/--streaming", default=True, show_default=True, help="Hold the dataset in Ray's object store.")
 @click.option("--unlabelled", multiple=True, help="Folder, s3:// prefix or URL list of your own media for the teacher to label (repeatable; needs --teacher).")
 @click.option("--label-weight", type=click.FloatRange(0), default=0.1, show_default=True, help="With --teacher: weight of the loss against the labels.")
 @click.option("--distill-weight", type=click.FloatRange(0), default=0.9, show_default=True, help="With --teacher: weight of the loss against the teacher.")
 @click.pass_context
-def train_cmd(
-    ctx, data, out, model, hparams, epochs, batch_size, learning_rate, workers, gpus_per_worker, cpus_per_worker, seed, in_memory,
-    patience, weight_decay, balance_classes, mixed_precision, target_precision, max_steps_per_epoch, shuffle_buffer_rows, max_failures, augment,
-    teacher, unlabelled, label_weight, distill_weight,
-):
+def train_cmd(ctx, data, out, hparams, augment, in_memory, unlabelled, label_weight, distill_weight, **options):
     """Train a model with Ray Train and write <out>/model.bundle."""
-    from sound_captions.train import BUNDLE_NAME, TrainConfig, epoch_line, train
+    from sound_captions.train import BUNDLE_NAME, epoch_line, train
 
+    teacher = options["teacher"]
     if not teacher and (unlabelled or label_weight != 0.1 or distill_weight != 0.9):
         raise click.UsageError("--unlabelled, --label-weight and --distill-weight need a --teacher")
     if teacher and label_weight + distill_weight <= 0:
         raise click.UsageError("--label-weight and --distill-weight cannot both be 0")
 
+    settings = take(TrainConfig, options, exclude=_TRAIN_OWN)
+    try:
+        hparams, augment = json.loads(hparams), json.loads(augment)
+    except ValueError as exc:
+        raise click.UsageError(f"--hparams and --augment take a JSON object: {exc}") from exc
     _start_ray(ctx)
     bundle = train(
         TrainConfig(
-            data=data, out=out, model=model, hparams=json.loads(hparams), epochs=epochs, batch_size=batch_size,
-            learning_rate=learning_rate, workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
-            seed=seed, in_memory=in_memory, patience=patience, max_failures=max_failures, augment=json.loads(augment),
-            weight_decay=weight_decay, balance_classes=balance_classes, mixed_precision=mixed_precision,
-            target_precision=target_precision, max_steps_per_epoch=max_steps_per_epoch,
-            shuffle_buffer_rows=shuffle_buffer_rows, teacher=teacher, unlabelled=list(unlabelled),
-            label_weight=label_weight, distill_weight=distill_weight,
+            data=data, out=out, hparams=hparams, augment=augment, in_memory=in_memory, unlabelled=list(unlabelled),
+            label_weight=label_weight, distill_weight=distill_weight, **settings,
         ),
-        progress=lambda m: click.echo(epoch_line(m, epochs), err=True),
+        progress=lambda m: click.echo(epoch_line(m, settings["epochs"]), err=True),
     )
     click.echo(f"best validation mAP {bundle.metrics.get('best_valid_map', float('nan')):.3f} → {out.rstrip('/')}/{BUNDLE_NAME}")
 
 
 # --------------------------------------------------------------------------------------- caption
+
+_CAPTION_OWN = ("out", "model", "force", "vocabulary", "merge_with_speech")  # options written out above
 
 
 @main.command()
@@ -321,42 +308,32 @@ def train_cmd(
 @click.option("--model", required=True, help="Model bundle (local or s3://).")
 @click.option("--out", required=True, help="Output folder (local or s3://): mirrors the input layout.")
 @click.option("--force", is_flag=True, help="Caption again even when outputs are up to date.")
-@click.option("--smoothing", type=click.Choice(["hysteresis", "viterbi", "none"]), default="hysteresis", show_default=True)
 @click.option("--vocabulary", default=None, help="CSV (mid,display_name,caption) replacing the packaged caption texts.")
 @click.option("--merge-with-speech", "merge_with_speech", default=None, metavar="DIR_OR_URI",
               help="Folder of speech subtitles (<rel>.vtt or .srt); writes <out>/<rel>.sdh.vtt with both.")
-@click.option("--chunk-s", default=60, show_default=True, help="Seconds of audio decoded per chunk (memory per decode worker).")
-@click.option("--decode-cpus", default=1.0, show_default=True, help="CPUs per decode task.")
-@click.option("--feature-cpus", default=1.0, show_default=True, help="CPUs per spectrogram task.")
-@click.option("--feature-batch-size", default=64, show_default=True)
-@click.option("--inference-actors", default=1, show_default=True, help="Upper size of the inference actor pool.")
-@click.option("--cpus-per-actor", default=1.0, show_default=True)
-@click.option("--gpus-per-actor", default=0.0, show_default=True)
-@click.option("--batch-size", "inference_batch_size", default=256, show_default=True, help="Inference batch (windows).")
-@click.option("--object-store-limit-mb", type=int, default=None, help="Cap on the object store this run may fill.")
+@options_from(CaptionOptions, exclude=_CAPTION_OWN, aliases={"inference_batch_size": "--batch-size"})
+@options_from(PostprocessConfig)
 @click.option("--scratch-dir", default=None, help="Where URL inputs are fetched (default: the temp dir).")
 @click.pass_context
-def caption(ctx, inputs, model, out, force, smoothing, vocabulary, merge_with_speech, chunk_s, decode_cpus, feature_cpus,
-            feature_batch_size, inference_actors, cpus_per_actor, gpus_per_actor, inference_batch_size, object_store_limit_mb, scratch_dir):
+def caption(ctx, inputs, model, out, force, vocabulary, merge_with_speech, scratch_dir, **options):
     """Caption every video in INPUTS (folders, s3:// prefixes, URL lists, files).
 
-    Exit status 1 when any input failed (the report lists each with its reason).
+    Every run and post-processing setting of CaptionOptions and PostprocessConfig is an option
+    here (and a key of a caption job's YAML). Exit status 1 when any input failed (the report
+    lists each with its reason).
     """
     from sound_captions.bundle import load_bundle
     from sound_captions.caption.fetch import FetchOptions
-    from sound_captions.caption.pipeline import CaptionOptions, caption_library, summary_text
-    from sound_captions.caption.postprocess import PostprocessConfig
+    from sound_captions.caption.pipeline import caption_library, summary_text
 
     load_bundle(model)  # a missing, wrong or corrupt bundle: one line, exit 2, before Ray starts
     _start_ray(ctx)
     run = caption_library(
         list(inputs),
         CaptionOptions(
-            out=out, model=model, force=force, postprocess=PostprocessConfig(smoothing=smoothing), vocabulary=vocabulary,
-            merge_with_speech=merge_with_speech, chunk_s=chunk_s, decode_cpus=decode_cpus, feature_cpus=feature_cpus,
-            feature_batch_size=feature_batch_size, inference_actors=inference_actors, cpus_per_actor=cpus_per_actor,
-            gpus_per_actor=gpus_per_actor, inference_batch_size=inference_batch_size,
-            object_store_limit_mb=object_store_limit_mb, fetch=FetchOptions(scratch_dir=scratch_dir),
+            out=out, model=model, force=force, vocabulary=vocabulary, merge_with_speech=merge_with_speech,
+            postprocess=PostprocessConfig(**take(PostprocessConfig, options)), fetch=FetchOptions(scratch_dir=scratch_dir),
+            **take(CaptionOptions, options, exclude=_CAPTION_OWN),
         ),
         progress=lambda r: click.echo(f"{r.status:<9} {r.input}" + (f"  ({r.reason})" if r.reason and r.status == "failed" else ""), err=True),
     )

@@ -14,12 +14,12 @@ from PIL import Image
 from sound_captions.bundle import ModelBundle, load_bundle, save_bundle
 from sound_captions.dataset import shards
 from sound_captions.evaluate import (
-    PLOT_NAMES,
     NoEvaluationDataError,
     evaluate,
     label_confusion,
     score_dataset,
 )
+from sound_captions.evaluate_plots import PLOT_NAMES
 from sound_captions.features import FeatureConfig, FeatureConfigMismatchError, to_model_input
 from sound_captions.metrics import mean_average_precision, segment_metrics, tune_thresholds
 from sound_captions.models import build_model

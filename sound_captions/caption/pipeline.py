@@ -14,14 +14,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 
 from sound_captions import storage
 from sound_captions.bundle import load_bundle
-from sound_captions.caption.fetch import FetchOptions
 from sound_captions.caption.inputs import InputFailure, MediaItem, discover
+from sound_captions.caption.options import CaptionOptions
 from sound_captions.caption.outputs import (
     SpeechTrackError,
     is_done,
@@ -31,7 +31,7 @@ from sound_captions.caption.outputs import (
     write_outputs,
     write_sdh,
 )
-from sound_captions.caption.postprocess import PostprocessConfig, scores_to_cues
+from sound_captions.caption.postprocess import scores_to_cues
 from sound_captions.caption.report import (
     REPORT_DIR,
     CaptionRun,
@@ -44,53 +44,6 @@ from sound_captions.caption.vocabulary import run_caption_texts
 
 log = logging.getLogger(__name__)
 
-
-
-@dataclass(frozen=True)
-class CaptionOptions:
-    """A caption run's settings (the same keys on the CLI and in ``jobs/`` configs).
-
-    Attributes:
-        out: output folder (local or ``s3://``); mirrors the inputs' layout.
-        model: model bundle URI.
-        force: caption again even when the outputs are up to date.
-        chunk_s: seconds of audio a decode worker reads from ffmpeg at a time.
-        decode_cpus / decode_memory_mb: resources of one decode task (ffmpeg + one chunk + one
-            output block).
-        feature_cpus / feature_memory_mb: resources of one spectrogram task.
-        feature_batch_size: windows per spectrogram batch.
-        inference_batch_size: windows per model forward pass.
-        inference_actors: upper size of the inference actor pool.
-        cpus_per_actor / gpus_per_actor: resources of one inference actor (``num_gpus`` when > 0).
-        postprocess: smoothing and cue rules.
-        vocabulary: CSV replacing the bundle's caption texts.
-        ffmpeg: ffmpeg binary (default: imageio-ffmpeg's).
-        fetch: yt-dlp settings for URL inputs.
-        merge_with_speech: folder of speech subtitles; writes ``<rel>.sdh.vtt`` where one exists.
-        max_block_mb: Ray Data block size for this run (bounds what a worker buffers).
-        object_store_limit_mb: cap on the object store memory this run's stages may fill.
-    """
-
-    out: str
-    model: str
-    force: bool = False
-    chunk_s: int = 60
-    decode_cpus: float = 1.0
-    decode_memory_mb: int = 512
-    feature_cpus: float = 1.0
-    feature_memory_mb: int = 640
-    feature_batch_size: int = 64
-    inference_batch_size: int = 256
-    inference_actors: int = 1
-    cpus_per_actor: float = 1.0
-    gpus_per_actor: float = 0.0
-    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
-    vocabulary: str | None = None
-    ffmpeg: str | None = None
-    fetch: FetchOptions = field(default_factory=FetchOptions)
-    max_block_mb: int = 16
-    object_store_limit_mb: int | None = None
-    merge_with_speech: str | None = None
 
 
 # ---------------------------------------------------------------- the run

@@ -14,7 +14,43 @@ METRICS_NAME = "metrics.jsonl"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run needs; the same keys on the CLI and in ``jobs/`` configs."""
+    """Everything a training run needs; the same keys on the CLI and in ``jobs/`` configs
+    (``train``'s options are made from these fields and this text, see ``cli_options.py``).
+
+    Attributes:
+        data: dataset folder (local or s3://).
+        out: run folder for checkpoints, metrics and model.bundle.
+        model: architecture from the model registry (baseline, compact, mobilenet, resnet18, ...).
+        hparams: model hyper-parameters (JSON object on the CLI).
+        epochs: epochs to train at most.
+        batch_size: training batch (windows) per worker.
+        learning_rate: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        workers: Ray Train workers.
+        gpus_per_worker: GPUs per worker (0: CPU training).
+        cpus_per_worker: CPUs per worker.
+        seed: seed of initialisation, shuffling and augmentation.
+        in_memory: hold the dataset in Ray's object store (else stream it from the shards).
+        patience: early stopping: epochs without a better selection score (validation mAP, ties
+            broken by lower loss); 0: off.
+        max_failures: worker failures to recover from (from the last checkpoint).
+        balance_classes: BCE pos_weight = negatives/positives per label, clipped to [1, 50].
+        target_precision: per-label thresholds are tuned on validation data to this precision.
+        threshold_min_positives: a label with fewer positive validation windows gets the pooled
+            threshold.
+        mixed_precision: autocast + GradScaler on CUDA only.
+        max_steps_per_epoch: cap on the steps of an epoch (smoke tests).
+        shuffle_buffer_rows: rows shuffled among per epoch (the shards keep a class's clips
+            together).
+        augment: batch augmentation (BatchAugmentConfig fields; JSON on the CLI).
+        gate_dbfs: energy gate recorded in the bundle: seconds quieter than this (dBFS) are never
+            captioned.
+        teacher: distil from this model bundle: its per-second probabilities become soft targets
+            (docs/pretrained.md).
+        unlabelled: your own media for the teacher to label (folders, s3:// prefixes, URL lists).
+        label_weight: with a teacher: weight of the loss against the labels.
+        distill_weight: with a teacher: weight of the loss against the teacher.
+    """
 
     data: str
     out: str

@@ -1,0 +1,58 @@
+"""A caption run's settings (``CaptionOptions``): the CLI's ``caption`` options and the
+``jobs/`` caption configs are made from these fields (see ``cli_options.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sound_captions.caption.fetch import FetchOptions
+from sound_captions.caption.postprocess import PostprocessConfig
+
+
+@dataclass(frozen=True)
+class CaptionOptions:
+    """A caption run's settings (the same keys on the CLI and in ``jobs/`` configs).
+
+    Attributes:
+        out: output folder (local or ``s3://``); mirrors the inputs' layout.
+        model: model bundle URI.
+        force: caption again even when the outputs are up to date.
+        chunk_s: seconds of audio a decode worker reads from ffmpeg at a time.
+        decode_cpus: CPUs of one decode task (ffmpeg + one chunk + one output block).
+        decode_memory_mb: memory (MiB) Ray reserves for one decode task.
+        feature_cpus: CPUs of one spectrogram task (its torch threads).
+        feature_memory_mb: memory (MiB) Ray reserves for one spectrogram task.
+        feature_batch_size: windows per spectrogram batch.
+        inference_batch_size: windows per model forward pass.
+        inference_actors: upper size of the inference actor pool.
+        cpus_per_actor: CPUs of one inference actor (its torch threads on CPU).
+        gpus_per_actor: GPUs of one inference actor (Ray's ``num_gpus``; 0: CPU inference).
+        postprocess: smoothing and cue rules.
+        vocabulary: CSV replacing the bundle's caption texts.
+        ffmpeg: ffmpeg binary (default: imageio-ffmpeg's).
+        fetch: yt-dlp settings for URL inputs.
+        merge_with_speech: folder of speech subtitles; writes ``<rel>.sdh.vtt`` where one exists.
+        max_block_mb: Ray Data block size for this run (bounds what a worker buffers).
+        object_store_limit_mb: cap on the object store memory this run's stages may fill.
+    """
+
+    out: str
+    model: str
+    force: bool = False
+    chunk_s: int = 60
+    decode_cpus: float = 1.0
+    decode_memory_mb: int = 512
+    feature_cpus: float = 1.0
+    feature_memory_mb: int = 640
+    feature_batch_size: int = 64
+    inference_batch_size: int = 256
+    inference_actors: int = 1
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    vocabulary: str | None = None
+    ffmpeg: str | None = None
+    fetch: FetchOptions = field(default_factory=FetchOptions)
+    max_block_mb: int = 16
+    object_store_limit_mb: int | None = None
+    merge_with_speech: str | None = None
