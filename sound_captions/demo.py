@@ -22,10 +22,10 @@ from sound_captions.caption.pipeline import CaptionOptions, CaptionRun, caption_
 from sound_captions.caption.postprocess import PostprocessConfig
 from sound_captions.dataset.build import BuildOptions, BuildReport, build_dataset
 from sound_captions.features import FeatureConfig
+from sound_captions.generated import KIND_LABELS, make_corrupt, make_media, per_second_truth
 from sound_captions.metrics import segment_metrics
 from sound_captions.ontology import Ontology
 from sound_captions.sources.manifest import read_manifest, write_manifest
-from sound_captions.testing.media import KIND_LABELS, make_corrupt, make_media, per_second_truth
 from sound_captions.train import BUNDLE_NAME, TrainConfig, train
 
 log = logging.getLogger(__name__)
