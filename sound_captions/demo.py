@@ -15,11 +15,12 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-import webvtt
 
 from sound_captions import storage
+from sound_captions.caption.cues import read_cues
 from sound_captions.caption.pipeline import CaptionOptions, CaptionRun, caption_library
 from sound_captions.caption.postprocess import PostprocessConfig
+from sound_captions.caption.style import base_caption
 from sound_captions.dataset.build import BuildOptions, BuildReport, build_dataset
 from sound_captions.features import FeatureConfig
 from sound_captions.generated import KIND_LABELS, make_corrupt, make_media, per_second_truth
@@ -105,13 +106,12 @@ def vtt_activity(vtt_text: str, caption_to_label: dict[str, str], labels: list[s
     """Which labels a viewer sees captioned in each second: (n_seconds, L) bool."""
     active = np.zeros((n_seconds, len(labels)), dtype=bool)
     index = {m: j for j, m in enumerate(labels)}
-    for cue in webvtt.from_string(vtt_text).captions:
+    for cue in read_cues(vtt_text):
         text = " ".join(cue.lines)
-        label = caption_to_label.get(text) or caption_to_label.get(text.replace(" continues]", "]"))
+        label = caption_to_label.get(text) or caption_to_label.get(base_caption(text))
         if label is None or label not in index:
             continue
-        start_ms = cue.start_time.in_milliseconds() if hasattr(cue, "start_time") else int(cue.start_in_seconds * 1000)
-        end_ms = cue.end_time.in_milliseconds() if hasattr(cue, "end_time") else int(cue.end_in_seconds * 1000)
+        start_ms, end_ms = cue.start_ms, cue.end_ms
         for second in range(start_ms // 1000, min(n_seconds, -(-end_ms // 1000))):
             if second * 1000 >= start_ms and (second + 1) * 1000 <= end_ms:
                 active[second, index[label]] = True

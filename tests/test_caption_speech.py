@@ -6,7 +6,7 @@ import webvtt
 
 from sound_captions.caption.postprocess import Cue
 from sound_captions.caption.speech import find_speech_track, merge_tracks, read_speech_cues
-from sound_captions.caption.vtt import TOP_SETTINGS
+from sound_captions.caption.style import TOP_SETTINGS
 
 SPEECH_VTT = """WEBVTT
 

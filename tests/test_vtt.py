@@ -7,19 +7,15 @@ import webvtt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sound_captions.caption.postprocess import Cue
-from sound_captions.caption.vocabulary import (
-    CaptionTextError,
-    CaptionVocabulary,
-    check_caption_text,
-)
-from sound_captions.caption.vtt import (
+from sound_captions.caption.cues import Cue
+from sound_captions.caption.style import (
     TOP_SETTINGS,
-    format_timestamp,
-    render_vtt,
-    style_violations,
+    CaptionTextError,
+    check_caption_text,
     wrap_caption,
 )
+from sound_captions.caption.vocabulary import CaptionVocabulary
+from sound_captions.caption.vtt import format_timestamp, render_vtt, style_violations
 from sound_captions.ontology import Ontology
 
 

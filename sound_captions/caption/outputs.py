@@ -22,9 +22,10 @@ import pyarrow.parquet as pq
 
 from sound_captions import storage
 from sound_captions.bundle import ModelBundle
+from sound_captions.caption.cues import Cue, CueFileError, read_cues
 from sound_captions.caption.inputs import MediaItem
-from sound_captions.caption.postprocess import Cue, PostprocessConfig
-from sound_captions.caption.speech import find_speech_track, merge_tracks, read_speech_cues
+from sound_captions.caption.postprocess import PostprocessConfig
+from sound_captions.caption.speech import find_speech_track, merge_tracks
 from sound_captions.caption.vtt import render_vtt
 from sound_captions.paths import join_inside
 
@@ -114,11 +115,11 @@ def write_sdh(out: str, item: MediaItem, cues: list[Cue], vtt: str, speech_root:
     speech_uri = find_speech_track(speech_root, item.rel)
     if speech_uri is None:
         return None
+    speech_text = storage.read_text(speech_uri)
     try:
-        speech_text = storage.read_text(speech_uri)
-        speech = read_speech_cues(speech_uri)
-    except Exception as exc:  # noqa: BLE001 - webvtt-py raises several kinds for a bad file
-        raise SpeechTrackError(f"{speech_uri}: {type(exc).__name__}: {exc}") from exc
+        speech = read_cues(speech_text, srt=speech_uri.lower().endswith(".srt"))
+    except CueFileError as exc:
+        raise SpeechTrackError(f"{speech_uri}: {exc}") from exc
     uri = sdh_uri(out, item)
     note = f"NOTE sound-captions speech={_text_digest(speech_text)} sounds={_text_digest(vtt)}"
     storage.write_text(uri, _with_note(merge_tracks(speech, cues), note))

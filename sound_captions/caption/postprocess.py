@@ -15,6 +15,8 @@ from typing import Literal
 
 import numpy as np
 
+from sound_captions.caption.cues import Cue
+from sound_captions.caption.style import continues_text
 from sound_captions.ontology import Ontology
 
 Smoothing = Literal["hysteresis", "viterbi", "none"]
@@ -62,19 +64,6 @@ class Event:
     start_s: int
     end_s: int  # exclusive
     confidence: float
-
-
-@dataclass(frozen=True)
-class Cue:
-    start_ms: int
-    end_ms: int
-    text: str
-    label: str
-    confidence: float
-
-    @property
-    def duration_ms(self) -> int:
-        return self.end_ms - self.start_ms
 
 
 def hysteresis(scores: np.ndarray, on: float, off: float) -> np.ndarray:
@@ -202,11 +191,6 @@ def split_span(start_s: int, end_s: int, max_len: int) -> list[tuple[int, int]]:
     n = -(-length // max_len)
     bounds = [start_s + (length * i) // n for i in range(n + 1)]
     return list(zip(bounds[:-1], bounds[1:], strict=True))
-
-
-def continues_text(text: str) -> str:
-    """``[dog barking]`` → ``[dog barking continues]``."""
-    return text[:-1].rstrip() + " continues]"
 
 
 def events_to_cues(events: list[Event], caption_text: dict[str, str], cfg: PostprocessConfig) -> list[Cue]:

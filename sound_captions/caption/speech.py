@@ -9,47 +9,29 @@ that sound in brackets (``[dog barking]``): the viewer must not read it twice.
 
 from __future__ import annotations
 
-import io
 import re
-from dataclasses import dataclass
 
 import webvtt
 
 from sound_captions import storage
-from sound_captions.caption.postprocess import Cue
-from sound_captions.caption.vtt import TOP_SETTINGS, format_timestamp, wrap_caption
+from sound_captions.caption.cues import Cue, read_cues
+from sound_captions.caption.style import (
+    BOTTOM_SETTINGS,
+    TOP_SETTINGS,
+    description_key,
+    placed_at_top,
+    wrap_caption,
+)
+from sound_captions.caption.vtt import format_timestamp
 
 SPEECH_SUFFIXES = (".vtt", ".srt")
-BOTTOM_SETTINGS = "line:-2 position:50% align:center"  # above the bottom row, for a top speech cue
 _BRACKETED = re.compile(r"\[([^\[\]]+)\]")
-_TOP_LINE = re.compile(r"\bline:(\d+(?:\.\d+)?)(%?)")
 
 
-@dataclass(frozen=True)
-class SpeechCue:
-    start_ms: int
-    end_ms: int
-    lines: tuple[str, ...]
-    identifier: str | None
-    settings: str
-
-    @property
-    def at_top(self) -> bool:
-        """True when the cue's settings place it in the upper half of the frame."""
-        match = _TOP_LINE.search(self.settings)
-        if not match:
-            return False
-        value, percent = float(match.group(1)), match.group(2)
-        return value < 50 if percent else value <= 3
-
-    def descriptions(self) -> set[str]:
-        """Bracketed sound descriptions in the cue, normalised (``"[Dog barks]"`` → ``"dog barks"``)."""
-        return {_normalise(m) for m in _BRACKETED.findall(" ".join(self.lines))}
-
-
-def _normalise(text: str) -> str:
-    text = text.strip("[] ").lower()
-    return re.sub(r"\s+continues$", "", re.sub(r"\s+", " ", text))
+def descriptions(cue: Cue) -> set[str]:
+    """The bracketed sound descriptions of a speech cue, compared as ``style.description_key``
+    compares them (``"[Dog barks]"`` → ``"dog barks"``)."""
+    return {description_key(m) for m in _BRACKETED.findall(" ".join(cue.lines))}
 
 
 def find_speech_track(speech_root: str, rel: str) -> str | None:
@@ -65,17 +47,12 @@ def _ms(timestamp) -> int:
     return int(timestamp.in_milliseconds()) if hasattr(timestamp, "in_milliseconds") else int(round(float(timestamp) * 1000))
 
 
-def read_speech_cues(uri: str) -> list[SpeechCue]:
-    """A WebVTT or SRT file (local or s3://) → its cues."""
-    text = storage.read_text(uri).lstrip("\ufeff")
-    doc = webvtt.from_buffer(io.StringIO(text), format="srt" if uri.lower().endswith(".srt") else "vtt")
-    return [
-        SpeechCue(_ms(c.start_time), _ms(c.end_time), tuple(c.lines), c.identifier, str(c.settings or "").strip())
-        for c in doc.captions
-    ]
+def read_speech_cues(uri: str) -> list[Cue]:
+    """A WebVTT or SRT file (local or s3://) → its cues (``CueFileError`` for a broken one)."""
+    return read_cues(storage.read_text(uri), srt=uri.lower().endswith(".srt"))
 
 
-def merge_tracks(speech: list[SpeechCue], sound: list[Cue]) -> str:
+def merge_tracks(speech: list[Cue], sound: list[Cue]) -> str:
     """The WebVTT text of one SDH track: every speech cue unchanged plus the sound cues that add
     something, placed where the speech is not."""
     doc = webvtt.WebVTT()
@@ -88,9 +65,9 @@ def merge_tracks(speech: list[SpeechCue], sound: list[Cue]) -> str:
         entries.append((cue.start_ms, 0, index, caption))
     for index, cue in enumerate(sound):
         overlapping = [s for s in speech if s.start_ms < cue.end_ms and cue.start_ms < s.end_ms]
-        if any(_normalise(cue.text) in s.descriptions() for s in overlapping):
+        if any(description_key(cue.text) in descriptions(s) for s in overlapping):
             continue  # the speech track already says it
-        settings = BOTTOM_SETTINGS if any(s.at_top for s in overlapping) else TOP_SETTINGS
+        settings = BOTTOM_SETTINGS if any(placed_at_top(s.settings) for s in overlapping) else TOP_SETTINGS
         caption = webvtt.Caption(
             start=format_timestamp(cue.start_ms), end=format_timestamp(cue.end_ms), text=wrap_caption(cue.text),
             identifier=f"sound-{index + 1}", settings=settings,

@@ -21,17 +21,16 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from sound_captions import storage
+from sound_captions.caption.style import (
+    MAX_LINE_CHARS,
+    CaptionTextError,
+    check_caption_text,
+    is_caption_text,
+)
 from sound_captions.ontology import Ontology
 
-MAX_LINE_CHARS = 42
-MAX_LINES = 2
 EXCLUDED_ROOTS = ("Speech", "Acoustic environment")
-_CAPTION = re.compile(r"^\[[^\[\]A-Z]+\]$")
 EXCLUDE_MARK = "-"  # a caption cell of "-" in a vocabulary CSV: never caption this class
-
-
-class CaptionTextError(ValueError):
-    """A caption text that breaks the caption style rules."""
 
 
 def excluded_mids(ontology: Ontology) -> frozenset[str]:
@@ -56,7 +55,7 @@ def derive_caption_text(display_name: str) -> str | None:
         if not words or words.split()[-1].endswith("ed"):
             continue
         text = f"[{words}]"
-        if len(text) <= MAX_LINE_CHARS and _CAPTION.match(text):
+        if len(text) <= MAX_LINE_CHARS and is_caption_text(text):
             return text
     return None
 
@@ -91,13 +90,6 @@ class CaptionTexts:
         return lines
 
 
-def check_caption_text(text: str) -> str:
-    """Validate the style of one sound caption: ``[lowercase words]``, fits 2 lines of 42."""
-    if not _CAPTION.match(text):
-        raise CaptionTextError(f"caption {text!r} must be lowercase words in square brackets, e.g. [dog barking]")
-    if len(text) > MAX_LINE_CHARS * MAX_LINES:
-        raise CaptionTextError(f"caption {text!r} is longer than {MAX_LINES} lines of {MAX_LINE_CHARS} characters")
-    return text
 
 
 @dataclass(frozen=True)

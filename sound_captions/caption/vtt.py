@@ -1,4 +1,5 @@
-"""Cues → WebVTT text (webvtt-py), placed at the top of the frame; and the style rules checked.
+"""Cues → WebVTT text (webvtt-py), placed at the top of the frame; and a WebVTT text checked
+against the caption style (the rules themselves are in ``style.py``).
 
 Timestamps come from integer milliseconds, formatted once (never from float seconds, which is
 how ``59.9996`` becomes ``00:00:60.000``).
@@ -10,12 +11,16 @@ from collections.abc import Iterable
 
 import webvtt
 
-from sound_captions.caption.postprocess import Cue
-from sound_captions.caption.vocabulary import MAX_LINE_CHARS, MAX_LINES, check_caption_text
-
-TOP_SETTINGS = "line:0 position:50% align:center"
-MIN_CUE_MS = 1000
-MAX_CUE_MS = 7000
+from sound_captions.caption.cues import Cue, read_cues
+from sound_captions.caption.style import (
+    MAX_CUE_MS,
+    MAX_LINE_CHARS,
+    MAX_LINES,
+    MIN_CUE_MS,
+    TOP_SETTINGS,
+    check_caption_text,
+    wrap_caption,
+)
 
 
 def format_timestamp(ms: int) -> str:
@@ -26,24 +31,6 @@ def format_timestamp(ms: int) -> str:
     minutes, rest = divmod(rest, 60_000)
     seconds, millis = divmod(rest, 1000)
     return f"{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}"
-
-
-def wrap_caption(text: str) -> list[str]:
-    """Break a caption into at most two lines of at most 42 characters (at spaces)."""
-    if len(text) <= MAX_LINE_CHARS:
-        return [text]
-    words, lines, line = text.split(" "), [], ""
-    for word in words:
-        candidate = f"{line} {word}".strip()
-        if len(candidate) > MAX_LINE_CHARS and line:
-            lines.append(line)
-            line = word
-        else:
-            line = candidate
-    lines.append(line)
-    if len(lines) > MAX_LINES or any(len(x) > MAX_LINE_CHARS for x in lines):
-        raise ValueError(f"caption {text!r} does not fit {MAX_LINES} lines of {MAX_LINE_CHARS} characters")
-    return lines
 
 
 def cues_to_webvtt(cues: Iterable[Cue], settings: str = TOP_SETTINGS) -> webvtt.WebVTT:
@@ -70,15 +57,11 @@ def render_vtt(cues: Iterable[Cue], settings: str = TOP_SETTINGS) -> str:
 def style_violations(vtt_text: str, *, min_ms: int = MIN_CUE_MS, max_ms: int = MAX_CUE_MS) -> list[str]:
     """Every way the sound cues of a WebVTT text break the caption style (empty: none)."""
     problems = []
-    doc = webvtt.from_string(vtt_text, strict=True) if hasattr(webvtt, "from_string") else webvtt.WebVTT.from_string(vtt_text)
-    for cue in doc.captions:
-        where = f"cue {cue.identifier or ''} {cue.start}-{cue.end}"
-        duration = cue.end_time.in_milliseconds() - cue.start_time.in_milliseconds() if hasattr(cue, "end_time") else None
-        if duration is None:
-            duration = int(round((cue.end_in_seconds - cue.start_in_seconds) * 1000))
-        if duration < min_ms:
+    for cue in read_cues(vtt_text):
+        where = f"cue {cue.identifier or ''} {format_timestamp(cue.start_ms)}-{format_timestamp(cue.end_ms)}"
+        if cue.duration_ms < min_ms:
             problems.append(f"{where}: shorter than {min_ms} ms")
-        if duration > max_ms:
+        if cue.duration_ms > max_ms:
             problems.append(f"{where}: longer than {max_ms} ms")
         if len(cue.lines) > MAX_LINES or any(len(line) > MAX_LINE_CHARS for line in cue.lines):
             problems.append(f"{where}: more than {MAX_LINES} lines of {MAX_LINE_CHARS} characters")
@@ -86,7 +69,6 @@ def style_violations(vtt_text: str, *, min_ms: int = MIN_CUE_MS, max_ms: int = M
             check_caption_text(" ".join(cue.lines))
         except ValueError as exc:
             problems.append(f"{where}: {exc}")
-        line_setting = str(cue.settings) if cue.settings is not None else ""
-        if "line:0" not in line_setting:
+        if "line:0" not in cue.settings:
             problems.append(f"{where}: not placed at the top (line:0)")
     return problems

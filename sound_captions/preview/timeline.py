@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
-Milliseconds = int
+from sound_captions.caption.cues import Cue, CueFileError, Milliseconds, read_cues
+from sound_captions.caption.cues import parse_timestamp_ms as _timestamp_ms
+from sound_captions.caption.style import base_caption
 
 #: How many heat-map rows a page shows by default (labels ranked by their peak probability).
 DEFAULT_MAX_ROWS = 16
@@ -22,15 +23,6 @@ DEFAULT_MAX_ROWS = 16
 
 class PreviewInputError(ValueError):
     """A captions or scores file is not in the expected format; the message says what is wrong."""
-
-
-@dataclass(frozen=True)
-class Cue:
-    """One WebVTT cue: ``[start_ms, end_ms)`` and its text (lines joined with ``\\n``)."""
-
-    start_ms: Milliseconds
-    end_ms: Milliseconds
-    text: str
 
 
 @dataclass(frozen=True)
@@ -52,47 +44,26 @@ class ScoreGrid:
         return int(self.probs.shape[1])
 
 
-_TIMESTAMP_RE = re.compile(r"^(?:(\d+):)?([0-5]\d):([0-5]\d)\.(\d{3})$")
-
-
 def parse_timestamp_ms(text: str) -> Milliseconds:
     """``"01:02:03.456"`` or ``"02:03.456"`` → integer milliseconds."""
-    match = _TIMESTAMP_RE.match(text.strip())
-    if match is None:
-        raise PreviewInputError(f"not a WebVTT timestamp: {text!r}")
-    hours, minutes, seconds, millis = match.groups()
-    return ((int(hours or 0) * 60 + int(minutes)) * 60 + int(seconds)) * 1000 + int(millis)
+    try:
+        return _timestamp_ms(text)
+    except CueFileError as exc:
+        raise PreviewInputError(str(exc)) from None
 
 
 def parse_vtt(text: str) -> list[Cue]:
-    """Parse the cues of a WebVTT file (header, NOTE/STYLE/REGION blocks and cue ids skipped)."""
-    text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-    if not text.startswith("WEBVTT"):
-        raise PreviewInputError("not a WebVTT file (no WEBVTT header)")
-    cues: list[Cue] = []
-    for block in re.split(r"\n{2,}", text)[1:]:
-        lines = [line for line in block.split("\n") if line.strip()]
-        timing_at = next((i for i, line in enumerate(lines) if "-->" in line), None)
-        if timing_at is None or timing_at > 1:
-            continue  # NOTE, STYLE or REGION block
-        start_text, rest = lines[timing_at].split("-->", 1)
-        end_text = rest.strip().split()[0] if rest.strip() else ""
-        start_ms, end_ms = parse_timestamp_ms(start_text), parse_timestamp_ms(end_text)
-        cues.append(Cue(start_ms, end_ms, "\n".join(lines[timing_at + 1 :])))
-    return cues
-
-
-_CONTINUES_RE = re.compile(r"\s*(?:…|\.\.\.)?\s*continues\s*$", re.IGNORECASE)
+    """The cues of a WebVTT file (the one reader, ``caption/cues.py``); a bad file is a
+    :class:`PreviewInputError`."""
+    try:
+        return read_cues(text)
+    except CueFileError as exc:
+        raise PreviewInputError(str(exc)) from None
 
 
 def lane_key(line: str) -> str:
     """The lane a caption line belongs to: ``"[dog barking … continues]"`` → ``"[dog barking]"``."""
-    inner = line.strip()
-    bracketed = inner.startswith("[") and inner.endswith("]")
-    if bracketed:
-        inner = inner[1:-1]
-    inner = _CONTINUES_RE.sub("", inner).strip() or inner
-    return f"[{inner}]" if bracketed else inner
+    return base_caption(line)
 
 
 def cue_lanes(cues: list[Cue]) -> tuple[list[str], list[tuple[int, Milliseconds, Milliseconds]]]:
