@@ -14,6 +14,8 @@ from sound_captions.caption.options import CaptionOptions
 from sound_captions.caption.postprocess import PostprocessConfig
 from sound_captions.cli_bundle import bundle
 from sound_captions.cli_options import options_from, take
+from sound_captions.dataset.options import BuildOptions
+from sound_captions.download.options import DownloadOptions
 from sound_captions.train.config import TrainConfig
 
 
@@ -139,19 +141,14 @@ def dataset():
 @click.option("--per-label-cap", type=int, default=None, help="At most this many clips per chosen label (balanced, seeded).")
 @click.option("--negatives", type=float, default=0.0, show_default=True, help="Share of clips with none of the chosen labels, kept as explicit negatives.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the selection and the split.")
-@click.option("--source-url-template", default="https://www.youtube.com/watch?v={ytid}", show_default=True, help="URL of yt:<id> sources ({ytid}, {clip_id}); e.g. a private mirror.")
-@click.option("--cookies", default=None, type=click.Path(dir_okay=False), help="Netscape cookies file for yt-dlp.")
-@click.option("--proxy", default=None, help="Proxy URL for yt-dlp and ffmpeg.")
-@click.option("--concurrency", default=4, show_default=True, help="Downloads at once per fetch actor.")
-@click.option("--fetch-actors", default=1, show_default=True, help="Fetch actors (one per node on a cluster; pacing is per actor).")
-@click.option("--per-host-interval", type=float, default=0.0, show_default=True, help="Seconds between download starts to one host (per fetch actor).")
-@click.option("--retries", default=5, show_default=True, help="Retries on throttling (429) and transient errors, with exponential backoff and jitter.")
-@click.option("--backoff", type=float, default=2.0, show_default=True, help="First retry delay in seconds (doubles per retry, capped at 120 s).")
 @click.option("--scratch", default=None, help="Download folder + archive (default: <out>/.scratch, or a local cache folder for s3:// outputs). On a cluster: a shared folder.")
 @click.option("--features", "feature_preset", default="128x128x1", show_default=True, help="128x128x1, 256x256x3, linear-128x128x1, ...; panns-16k (or -8k, -32k) for a PANNs teacher or bundle.")
 @click.option("--split", "split_fractions", default="0.8,0.1,0.1", show_default=True, help="train,valid,test fractions (by clip).")
-@click.option("--shard-mb", type=float, default=128, show_default=True, help="Target shard size (uncompressed).")
-@click.option("--overwrite", is_flag=True, help="Replace a finished dataset of other requests or options at --out.")
+@options_from(BuildOptions, exclude=("seed",), aliases={"target_shard_mb": "--shard-mb", "fetch_concurrency": "--concurrency"})
+@options_from(
+    DownloadOptions, exclude=("ffmpeg_location",),
+    aliases={"backoff_base_s": "--backoff", "per_host_min_interval_s": "--per-host-interval", "cookies_file": "--cookies"},
+)
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (interactive) or a line every 30 s.")
 @click.option("--augment-copies", default=0, show_default=True, help="Train split: augmented copies of each clip besides the original (gain, shift, noise).")
 @click.option("--augment-gain-db", default="-6,6", show_default=True, help="Copies: random gain range LO,HI in dB (no effect on normalised features).")
@@ -163,10 +160,9 @@ def dataset():
 @click.option("--together-seconds", default="1,3", show_default=True, help="Whole seconds each clip gives a sequence: LO,HI.")
 @click.pass_context
 def dataset_build(
-    ctx, out, manifests, audioset_csvs, audioset_strong, labels, include_descendants, per_label_cap, negatives, seed,
-    source_url_template, cookies, proxy, concurrency, fetch_actors, per_host_interval, retries, backoff, scratch,
-    feature_preset, split_fractions, shard_mb, overwrite, progress, augment_copies, augment_gain_db, augment_noise_snr,
-    augment_shift_s, overlap_hop_s, together, together_clips, together_seconds,
+    ctx, out, manifests, audioset_csvs, audioset_strong, labels, include_descendants, per_label_cap, negatives, seed, scratch,
+    feature_preset, split_fractions, progress, augment_copies, augment_gain_db, augment_noise_snr,
+    augment_shift_s, overlap_hop_s, together, together_clips, together_seconds, **settings,
 ):
     """Mine labelled clips (AudioSet lists or manifests): download the segments, decode, cut 1-s
     windows, compute spectrograms, write shards + failures.parquet + dataset.json.
@@ -174,10 +170,9 @@ def dataset_build(
     A rerun resumes: nothing already downloaded is fetched again, and a finished dataset of the
     same requests is left as it is."""
     from sound_captions.dataset.augmentation import augment_config_from_options
-    from sound_captions.dataset.build import BuildOptions, build_dataset, default_scratch_dir
+    from sound_captions.dataset.build import build_dataset, default_scratch_dir
     from sound_captions.dataset.plan import PlanError, plan_build
     from sound_captions.dataset.progress import BuildProgress
-    from sound_captions.download import DownloadOptions
     from sound_captions.features import FeatureConfig
     from sound_captions.storage import check_uri
 
@@ -199,14 +194,15 @@ def dataset_build(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    download = DownloadOptions(
-        scratch_dir=scratch or default_scratch_dir(check_uri(out)), source_url_template=source_url_template,
-        retries=retries, backoff_base_s=backoff, per_host_min_interval_s=per_host_interval, cookies_file=cookies, proxy=proxy,
-    )
-    options = BuildOptions(
-        feature_config=FeatureConfig.preset(feature_preset), split_fractions=fractions, seed=seed, target_shard_mb=shard_mb,
-        overwrite=overwrite, fetch_actors=fetch_actors, fetch_concurrency=concurrency, augment=augment,
-    )
+    build = take(BuildOptions, settings, exclude=("seed",))
+    try:
+        download = DownloadOptions(
+            scratch_dir=scratch or default_scratch_dir(check_uri(out)), ffmpeg_location=build["ffmpeg"],
+            **take(DownloadOptions, settings, exclude=("ffmpeg_location",)),
+        )
+        options = BuildOptions(feature_config=FeatureConfig.preset(feature_preset), split_fractions=fractions, seed=seed, augment=augment, **build)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     from sound_captions.download import needs_download
 
     fetching = sum(needs_download(r) for r in plan.requests)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -43,7 +44,12 @@ def field_help(cls: type) -> dict[str, str]:
                 out[name] += " " + line.strip()
         else:
             break
-    return {k: (v[:1].upper() + v[1:]).replace("``", "") for k, v in out.items()}
+    return {k: _sentence(v).replace("``", "") for k, v in out.items()}
+
+
+def _sentence(text: str) -> str:
+    """Help text starting with a capital, except where it starts with a program's own name."""
+    return text if text.startswith(("ffmpeg", "yt-dlp", "``")) else text[:1].upper() + text[1:]
 
 
 def _click_type(hint) -> tuple[object, bool]:
@@ -58,16 +64,32 @@ def _click_type(hint) -> tuple[object, bool]:
     return {int: int, float: float, str: str, bool: bool}.get(hint, str), optional
 
 
+def _hints(cls: type) -> dict[str, object]:
+    """Field name → resolved type hint; a hint naming a type imported only for type checking
+    (a nested config loaded lazily) resolves to ``object``, which no option is made for."""
+    try:
+        return typing.get_type_hints(cls)
+    except NameError:
+        module = vars(sys.modules[cls.__module__])
+        out: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            try:
+                out[f.name] = eval(f.type, module) if isinstance(f.type, str) else f.type  # noqa: S307 - our own annotations
+            except NameError:
+                out[f.name] = object
+        return out
+
+
 def scalar_fields(cls: type, exclude: Iterable[str] = ()) -> list[dataclasses.Field]:
     """The fields of ``cls`` a command line can set (nested configs and lists excluded)."""
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     skip = set(exclude)
     keep = []
     for f in dataclasses.fields(cls):
         if f.name in skip or f.default is dataclasses.MISSING:
             continue
         kind, _ = _click_type(hints[f.name])
-        if dataclasses.is_dataclass(hints[f.name]) or typing.get_origin(hints[f.name]) in (list, dict, tuple):
+        if hints[f.name] is object or dataclasses.is_dataclass(hints[f.name]) or typing.get_origin(hints[f.name]) in (list, dict, tuple):
             continue
         if kind is str and not (isinstance(f.default, str) or f.default is None):
             continue
@@ -79,7 +101,7 @@ def options_from(cls: type, *, exclude: Iterable[str] = (), aliases: dict[str, s
     """A decorator adding one click option per settable field of ``cls`` (``--field-name``;
     a bool field is ``--x/--no-x``), with the field's default and docstring help.
     ``aliases``: field → an extra, older option name that sets the same value."""
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     helps = field_help(cls)
     aliases = aliases or {}
 

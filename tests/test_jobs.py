@@ -20,8 +20,8 @@ def test_keys_become_options_flags_and_positionals():
         {"inputs": ["a", "s3://b/c"], "model": "m.bundle", "out": "o", "force": True, "inference_actors": 2, "vocabulary": None, "num_cpus": 4},
     )
     assert args == ["--num-cpus", "4", "caption", "--model", "m.bundle", "--out", "o", "--force", "--inference-actors", "2", "a", "s3://b/c"]
-    assert config_to_args("build_dataset", {"manifest": ["x.csv", "y.csv"], "overwrite": False}) == [
-        "dataset", "build", "--manifest", "x.csv", "--manifest", "y.csv"
+    assert config_to_args("build_dataset", {"manifest": ["x.csv", "y.csv"], "include_descendants": False, "overwrite": False}) == [
+        "dataset", "build", "--manifest", "x.csv", "--manifest", "y.csv", "--no-overwrite"
     ]
     # false turns an on/off option off (--in-memory/--streaming), and is simply left out for a plain flag
     assert config_to_args("train", {"in_memory": False, "data": "d"}) == ["train", "--streaming", "--data", "d"]

@@ -25,13 +25,14 @@ import logging
 import math
 import random
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from sound_captions import storage
 from sound_captions.dataset import shards
-from sound_captions.dataset.augmentation import TOGETHER_PREFIX, BuildAugmentConfig
+from sound_captions.dataset.augmentation import TOGETHER_PREFIX
+from sound_captions.dataset.options import BuildOptions
 from sound_captions.dataset.sink import ShardSink
 from sound_captions.dataset.stages import (
     decode_stage,
@@ -54,33 +55,6 @@ class DatasetExistsError(FileExistsError):
     ``overwrite`` was not given."""
 
 SCRATCH_DIR = ".scratch"
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """How a dataset is built. Resource figures are per task (Ray logical CPUs)."""
-
-    feature_config: FeatureConfig = field(default_factory=FeatureConfig)
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    seed: int = 0
-    target_shard_mb: float = 128
-    decode_cpus: float = 1.0
-    feature_cpus: float = 1.0
-    feature_batch_size: int = 64
-    overwrite: bool = False
-    ffmpeg: str | None = None
-    fetch_actors: int = 1
-    fetch_concurrency: int = 4
-    fetch_cpus: float = 0.25
-    write_cpus: float = 0.25
-    items_per_block: int = 4
-    augment: BuildAugmentConfig = field(default_factory=BuildAugmentConfig)  # train split only
-
-    def __post_init__(self) -> None:
-        if self.fetch_actors < 1 or self.fetch_concurrency < 1 or self.items_per_block < 1:
-            raise ValueError("fetch_actors, fetch_concurrency and items_per_block must be >= 1")
-        if self.target_shard_mb <= 0:
-            raise ValueError(f"target_shard_mb must be > 0, got {self.target_shard_mb}")
 
 
 def training_labels(request: ClipRequest) -> tuple[str, ...]:
@@ -174,7 +148,7 @@ class BuildReport:
 def build_dataset(
     requests: list[ClipRequest],
     out_uri: str,
-    options: BuildOptions = BuildOptions(),
+    options: BuildOptions = BuildOptions(),  # noqa: B008 - frozen, never changed
     *,
     source_failures: list[SourceFailure] = (),
     vocabulary: dict[str, str] | None = None,
