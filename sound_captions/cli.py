@@ -39,12 +39,30 @@ def init_ray(num_cpus: int | None = None, address: str | None = None, verbose: i
     ray.init(num_cpus=num_cpus or max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False, logging_level=level)
 
 
-def _quiet_ray_data() -> None:
+def _quiet_ray_data(ctx: click.Context | None = None) -> None:
+    """Ray Data's console notes ("Progress bars disabled", "execution finished in …") only with
+    ``-v``; its log file keeps them. The console handlers' levels come back when the command ends
+    (nothing outlives it: no environment variable is changed)."""
     import ray
 
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = sys.stderr.isatty()
-    ctx.print_on_execution_start = False
+    data_ctx = ray.data.DataContext.get_current()
+    data_ctx.enable_progress_bars = sys.stderr.isatty()
+    data_ctx.print_on_execution_start = False
+    if ctx is None or (ctx.obj or {}).get("verbose"):
+        return
+    consoles = [
+        h for h in logging.getLogger("ray.data").handlers
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) and h.level < logging.ERROR
+    ]
+    levels = [h.level for h in consoles]
+    for handler in consoles:
+        handler.setLevel(logging.ERROR)
+
+    def restore() -> None:
+        for handler, level in zip(consoles, levels, strict=True):
+            handler.setLevel(level)
+
+    ctx.call_on_close(restore)
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -97,7 +115,7 @@ def main(ctx: click.Context, verbose: int, ray_address: str | None, num_cpus: in
 
 def _start_ray(ctx: click.Context) -> None:
     init_ray(ctx.obj.get("num_cpus"), ctx.obj.get("ray_address"), ctx.obj.get("verbose", 0))
-    _quiet_ray_data()
+    _quiet_ray_data(ctx)
 
 
 # ------------------------------------------------------------------------------------------ demo
