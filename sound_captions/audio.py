@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from sound_captions import storage
+from sound_captions import reasons, storage
 from sound_captions.sources.requests import Seconds
 
 SAMPLE_RATE_HZ = 16_000
@@ -26,9 +26,9 @@ _BYTES_PER_SAMPLE = 4  # float32
 
 
 class DecodeError(RuntimeError):
-    """ffmpeg could not turn a medium into audio samples. ``reason`` is a short class name."""
+    """ffmpeg could not turn a medium into audio samples. ``reason`` is its name in ``reasons.py``."""
 
-    reason = "decode_error"
+    reason = reasons.DECODE_ERROR
 
     def __init__(self, source: str, message: str):
         super().__init__(f"{source}: {message}")
@@ -37,22 +37,22 @@ class DecodeError(RuntimeError):
 
 
 class MediaNotFoundError(DecodeError, FileNotFoundError):
-    reason = "not_found"
+    reason = reasons.NOT_FOUND
 
 
 class NoAudioStreamError(DecodeError):
-    reason = "no_audio"
+    reason = reasons.NO_AUDIO
 
 
 class CorruptMediaError(DecodeError):
-    reason = "decode_error"
+    reason = reasons.DECODE_ERROR
 
 
 class DecodeKilledError(DecodeError):
     """ffmpeg was ended by a signal (out of memory, a timeout, an operator): what it wrote is a
     truncated decode, never to be captioned as if it were the whole medium."""
 
-    reason = "decode_error"
+    reason = reasons.DECODE_ERROR
 
 
 def _failed(source: str, returncode: int, stderr: str) -> DecodeError:

@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from sound_captions import storage
+from sound_captions import reasons, storage
 from sound_captions.bundle import ModelBundle, load_bundle
 from sound_captions.dataset import shards
 from sound_captions.features import FeatureConfig, compute_features, frame_windows, to_model_input
@@ -247,7 +247,7 @@ def prepare_distillation(data_uri: str, out: str, teacher_uri: str, unlabelled: 
         teacher_feats = feats if teacher.feature_config == cfg else compute_features(teacher_samples, teacher.feature_config)
         n = min(len(feats), len(teacher_feats))
         if n == 0:
-            failed.append({"clip_id": item.uri, "source": item.uri, "reason": "too_short", "message": "shorter than half a second"})
+            failed.append({"clip_id": item.uri, "source": item.uri, "reason": reasons.TOO_SHORT, "message": "shorter than half a second"})
             continue
         probs = teacher_scores(teacher, model, teacher_feats[:n])
         if teacher.gate_dbfs is not None:  # what the teacher would caption: nothing below its gate

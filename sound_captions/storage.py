@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from sound_captions import reasons
+
 
 class StorageError(OSError):
     """A URI could not be read, written or listed; the message names the URI."""
@@ -279,7 +281,7 @@ def list_files(
     def skip(entry: ListingSkip) -> None:
         if skipped is not None:
             skipped(entry)
-        elif entry.reason != "hidden":
+        elif entry.reason != reasons.HIDDEN:
             raise StorageError(f"{entry.uri}: {entry.message}")
 
     if is_s3(text):
@@ -294,7 +296,7 @@ def list_files(
                     if key.endswith("/") or not matches(key):
                         continue
                     if hidden(key[len(prefix) :]):
-                        skip(ListingSkip(f"s3://{bucket}/{key}", "hidden", HIDDEN_MESSAGE))
+                        skip(ListingSkip(f"s3://{bucket}/{key}", reasons.HIDDEN, HIDDEN_MESSAGE))
                         continue
                     yield ObjectInfo(f"s3://{bucket}/{key}", int(obj["Size"]), obj["ETag"].strip('"'))
         except StorageError:
@@ -312,7 +314,7 @@ def list_files(
 
     def walk_error(exc: OSError) -> None:
         message = f"folder not listed: {exc.strerror or exc}"
-        skip(ListingSkip(str(exc.filename or root), "unreadable", message))
+        skip(ListingSkip(str(exc.filename or root), reasons.UNREADABLE, message))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=walk_error):
         dirnames.sort()
@@ -322,17 +324,17 @@ def list_files(
                 continue
             path = Path(dirpath, name)
             if hidden(name if rel_dir == "." else f"{rel_dir}/{name}"):
-                skip(ListingSkip(str(path), "hidden", HIDDEN_MESSAGE))
+                skip(ListingSkip(str(path), reasons.HIDDEN, HIDDEN_MESSAGE))
                 continue
             try:
                 st = path.stat()
             except OSError as exc:
                 what = "dangling symlink" if path.is_symlink() else "cannot stat"
-                skip(ListingSkip(str(path), "unreadable", f"{what}: {exc.strerror or exc}"))
+                skip(ListingSkip(str(path), reasons.UNREADABLE, f"{what}: {exc.strerror or exc}"))
                 continue
             if not stat_mod.S_ISREG(st.st_mode):
                 message = "not a regular file (FIFO, socket or device)"
-                skip(ListingSkip(str(path), "not_a_file", message))
+                skip(ListingSkip(str(path), reasons.NOT_A_FILE, message))
                 continue
             yield ObjectInfo(str(path), st.st_size, str(st.st_mtime_ns))
 

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sound_captions import storage
+from sound_captions import reasons, storage
 
 
 class FetchError(RuntimeError):
@@ -68,5 +68,5 @@ def fetched(uri: str, options: FetchOptions | None = None) -> Iterator[str]:
             ),
         )
         if not outcome.ok or outcome.path is None:
-            raise FetchError(uri, outcome.reason or "other", outcome.message)
+            raise FetchError(uri, outcome.reason or reasons.OTHER, outcome.message)
         yield outcome.path

@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from sound_captions import storage
+from sound_captions import reasons, storage
 from sound_captions.paths import safe_output_rel
 
 MEDIA_EXTENSIONS = (
@@ -83,11 +83,11 @@ def discover(inputs: list[str], extensions: tuple[str, ...] = MEDIA_EXTENSIONS) 
                         try:
                             info = storage.stat(line)
                         except storage.StorageError as exc:
-                            failures.append(InputFailure(line, "unreadable", str(exc)))
+                            failures.append(InputFailure(line, reasons.UNREADABLE, str(exc)))
                         else:
                             items.append(media_item(line, _url_name(line), f"{info.size_bytes}:{info.version}", info.size_bytes))
                     else:
-                        failures.append(InputFailure(line, "bad_uri", f"not a URL (in {text})"))
+                        failures.append(InputFailure(line, reasons.BAD_URI, f"not a URL (in {text})"))
             elif storage.is_s3(text) and text.lower().endswith(extensions):
                 info = storage.stat(text)
                 items.append(media_item(text, text.rsplit("/", 1)[-1], f"{info.size_bytes}:{info.version}", info.size_bytes))
@@ -97,7 +97,7 @@ def discover(inputs: list[str], extensions: tuple[str, ...] = MEDIA_EXTENSIONS) 
                 def skipped(entry: storage.ListingSkip) -> None:
                     nonlocal found
                     found = True
-                    status = "skipped" if entry.reason == "hidden" else "failed"
+                    status = "skipped" if entry.reason == reasons.HIDDEN else "failed"
                     failures.append(InputFailure(entry.uri, entry.reason, entry.message, status))
 
                 for obj in storage.list_files(text, suffixes=extensions, skipped=skipped):
@@ -105,20 +105,20 @@ def discover(inputs: list[str], extensions: tuple[str, ...] = MEDIA_EXTENSIONS) 
                     rel = storage.relative_to(obj.uri, text)
                     items.append(media_item(obj.uri, rel, f"{obj.size_bytes}:{obj.version}", obj.size_bytes))
                 if not found:
-                    failures.append(InputFailure(text, "empty_input", "no media files found below it"))
+                    failures.append(InputFailure(text, reasons.EMPTY_INPUT, "no media files found below it"))
             else:
                 info = storage.stat(text)
                 items.append(media_item(text, os.path.basename(text), f"{info.size_bytes}:{info.version}", info.size_bytes))
         except storage.BadURIError as exc:
-            failures.append(InputFailure(text, "bad_uri", str(exc)))
+            failures.append(InputFailure(text, reasons.BAD_URI, str(exc)))
         except storage.StorageError as exc:
-            failures.append(InputFailure(text, "unreadable", str(exc)))
+            failures.append(InputFailure(text, reasons.UNREADABLE, str(exc)))
     usable = []
     for item in items:
         if _is_utf8(item.uri):
             usable.append(item)
         else:  # Arrow (Ray blocks, the report) holds UTF-8 text only
-            failures.append(InputFailure(item.uri, "bad_name", "the file name is not valid UTF-8 (rename it to caption it)"))
+            failures.append(InputFailure(item.uri, reasons.BAD_NAME, "the file name is not valid UTF-8 (rename it to caption it)"))
     return _dedupe(usable), [_displayable(f) for f in failures]
 
 

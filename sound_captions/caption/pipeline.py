@@ -18,7 +18,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from sound_captions import storage
+from sound_captions import reasons, storage
 from sound_captions.bundle import load_bundle
 from sound_captions.caption.inputs import InputFailure, MediaItem, discover
 from sound_captions.caption.options import CaptionOptions
@@ -68,9 +68,9 @@ def caption_library(inputs: list[str], options: CaptionOptions, *, progress=None
     todo: list[MediaItem] = []
     for item in items:
         if item.size_bytes == 0:
-            results.append(VideoResult(item.uri, "failed", "empty", "zero-length file"))
+            results.append(VideoResult(item.uri, "failed", reasons.EMPTY, "zero-length file"))
         elif not options.force and is_done(out, item, settings, options.merge_with_speech):
-            results.append(VideoResult(item.uri, "skipped", "up_to_date", "outputs exist for these settings and this input version", output_uris(out, item)[0]))
+            results.append(VideoResult(item.uri, "skipped", reasons.UP_TO_DATE, "outputs exist for these settings and this input version", output_uris(out, item)[0]))
         else:
             todo.append(item)
     if todo:
@@ -170,14 +170,14 @@ def _finish(item, state, scorer, bundle, caption_text, digests, options, out) ->
         scores = scorer(np.concatenate(state["scores"])[order], np.concatenate(state["levels"])[order])
         cues, _ = scores_to_cues(scores, bundle.labels, bundle.thresholds, caption_text, options.postprocess)
     except Exception as exc:  # noqa: BLE001 - one video's bad scores must not end the run
-        return VideoResult(item.uri, "failed", "postprocess_error", f"{type(exc).__name__}: {exc}")
+        return VideoResult(item.uri, "failed", reasons.POSTPROCESS_ERROR, f"{type(exc).__name__}: {exc}")
     try:
         vtt_uri, vtt = write_outputs(out, item, scores, cues, bundle, *digests)
         sdh = write_sdh(out, item, cues, vtt, options.merge_with_speech) if options.merge_with_speech else None
     except storage.StorageError as exc:
-        return VideoResult(item.uri, "failed", "write_error", str(exc))
+        return VideoResult(item.uri, "failed", reasons.WRITE_ERROR, str(exc))
     except SpeechTrackError as exc:
-        return VideoResult(item.uri, "failed", "speech_track", str(exc))
+        return VideoResult(item.uri, "failed", reasons.SPEECH_TRACK, str(exc))
     return VideoResult(item.uri, "captioned", "", "", vtt_uri, float(len(scores)), len(cues), top_labels(cues), sdh or "")
 
 

@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 
-from sound_captions import storage
+from sound_captions import reasons, storage
 from sound_captions.audio import DecodeError, stream_audio
 from sound_captions.bundle import ModelBundle, load_bundle
 from sound_captions.caption.fetch import FetchError, FetchOptions, fetched
@@ -48,10 +48,10 @@ def _failure(exc: Exception, uri: str) -> str:
     """A decode/fetch exception → ``"reason: message"`` for the report."""
     if isinstance(exc, DecodeError):
         reason = exc.reason
-        if storage.is_s3(uri) and (reason == "not_found" or re.search(r"\b40[134]\b|Forbidden|Access Denied", str(exc))):
-            reason = "unreadable"  # a missing object or one we may not read
-        elif reason == "not_found":
-            reason = "unavailable"
+        if storage.is_s3(uri) and (reason == reasons.NOT_FOUND or re.search(r"\b40[134]\b|Forbidden|Access Denied", str(exc))):
+            reason = reasons.UNREADABLE  # a missing object or one we may not read
+        elif reason == reasons.NOT_FOUND:
+            reason = reasons.UNAVAILABLE
         return f"{reason}: {exc}"
     if isinstance(exc, FetchError):
         return f"{exc.reason}: {exc}"

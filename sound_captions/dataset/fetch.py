@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from sound_captions import reasons
 from sound_captions.dataset.stages import split_labels
 from sound_captions.download import DownloadOptions, download_segment, ensure_ffmpeg_on_path
 from sound_captions.sources.requests import ClipRequest
@@ -59,7 +60,7 @@ def fetch_row(row: dict[str, Any], options: DownloadOptions) -> dict[str, Any]:
     if not outcome.ok:
         return {
             "media": "", "media_bytes": b"", "media_offset_s": float("nan"),
-            "fetch_reason": outcome.reason or "other", "fetch_message": outcome.message,
+            "fetch_reason": outcome.reason or reasons.OTHER, "fetch_message": outcome.message,
         }  # fmt: skip
     if outcome.url is None:  # read in place: the decoder seeks to the request's start itself
         return {"media": outcome.path or "", "media_bytes": b"", "media_offset_s": float("nan"), "fetch_reason": "", "fetch_message": ""}
@@ -68,7 +69,7 @@ def fetch_row(row: dict[str, Any], options: DownloadOptions) -> dict[str, Any]:
     except OSError as exc:
         return {
             "media": outcome.path or "", "media_bytes": b"", "media_offset_s": float("nan"),
-            "fetch_reason": "other", "fetch_message": f"downloaded segment unreadable: {exc}",
+            "fetch_reason": reasons.OTHER, "fetch_message": f"downloaded segment unreadable: {exc}",
         }  # fmt: skip
     return {"media": outcome.path or "", "media_bytes": data, "media_offset_s": 0.0, "fetch_reason": "", "fetch_message": ""}
 

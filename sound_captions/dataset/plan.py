@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sound_captions import reasons
 from sound_captions.ontology import Ontology
 from sound_captions.sources.audioset import read_audioset_segments, read_audioset_strong
 from sound_captions.sources.manifest import read_manifest
@@ -79,7 +80,7 @@ def plan_build(
     unique: dict[str, ClipRequest] = {}
     for r in requests:
         if r.clip_id in unique:
-            failures.append(SourceFailure(f"{r.origin}: {r.clip_id}", "duplicate", f"clip {r.clip_id} listed again"))
+            failures.append(SourceFailure(f"{r.origin}: {r.clip_id}", reasons.DUPLICATE, f"clip {r.clip_id} listed again"))
             continue
         unique[r.clip_id] = r
     requests = list(unique.values())

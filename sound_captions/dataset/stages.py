@@ -16,6 +16,7 @@ import tempfile
 
 import numpy as np
 
+from sound_captions import reasons
 from sound_captions.audio import DecodeError, decode_audio
 from sound_captions.dataset.augmentation import (
     ORIGINAL,
@@ -84,14 +85,14 @@ def decode_windows(
     try:
         samples = decode_audio(media, seek_s, stop_s, sample_rate_hz=cfg.sample_rate_hz, ffmpeg=ffmpeg)
     except DecodeError as exc:
-        reason = "unavailable" if exc.reason == "not_found" else exc.reason
+        reason = reasons.UNAVAILABLE if exc.reason == reasons.NOT_FOUND else exc.reason
         return fail(reason, str(exc))
     except Exception as exc:  # an unexpected error loses this clip only, with its message
-        return fail("other", f"{type(exc).__name__}: {exc}")
+        return fail(reasons.OTHER, f"{type(exc).__name__}: {exc}")
     split = str(request.get("split", ""))
     versions = clip_versions(samples, str(request["clip_id"]), cfg, augment if split == "train" else None)
     if versions[0][0].shape[0] == 0:
-        return fail("too_short", f"{samples.size / cfg.sample_rate_hz:.3f} s of audio, less than half a window")
+        return fail(reasons.TOO_SHORT, f"{samples.size / cfg.sample_rate_hz:.3f} s of audio, less than half a window")
     base_s = start_s or 0.0
     for windows, starts, tags in versions:
         for window, start, tag in zip(windows, starts.tolist(), tags, strict=True):

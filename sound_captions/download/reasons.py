@@ -14,18 +14,20 @@ from sound_captions.download.options import (
     _MAX_MESSAGE_CHARS,
     DownloadOptions,
 )
+from sound_captions.reasons import (  # the shared vocabulary
+    DECODE_ERROR,
+    GEO_BLOCKED,
+    NO_AUDIO,
+    OTHER,
+    PRIVATE,
+    REMOVED,
+    THROTTLED,
+    TOO_SHORT,
+    UNAVAILABLE,
+    UNSAFE_NAME,
+)
 from sound_captions.sources.requests import Seconds
 
-UNAVAILABLE = "unavailable"
-PRIVATE = "private"
-REMOVED = "removed"
-THROTTLED = "throttled"
-GEO_BLOCKED = "geo_blocked"
-DECODE_ERROR = "decode_error"
-NO_AUDIO = "no_audio"
-TOO_SHORT = "too_short"
-OTHER = "other"
-UNSAFE_NAME = "unsafe_name"  # a clip id that cannot be a file name inside the scratch folder
 REASONS = (
     UNAVAILABLE, PRIVATE, REMOVED, THROTTLED, GEO_BLOCKED, DECODE_ERROR, NO_AUDIO, TOO_SHORT, OTHER,
     UNSAFE_NAME,

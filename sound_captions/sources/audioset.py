@@ -26,6 +26,7 @@ import re
 from collections.abc import Collection
 from pathlib import Path
 
+from sound_captions import reasons
 from sound_captions.sources.requests import (
     MALFORMED,
     YOUTUBE_SCHEME,
@@ -36,7 +37,7 @@ from sound_captions.sources.requests import (
     seconds_to_ms,
 )
 
-DUPLICATE = "duplicate"
+DUPLICATE = reasons.DUPLICATE
 SEGMENT_MS = 10_000  # AudioSet segments are 10 s
 _YTID = re.compile(r"^[A-Za-z0-9_-]+$")
 _MID = re.compile(r"^/[a-z]/[0-9a-z_]+$")

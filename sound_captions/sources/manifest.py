@@ -17,7 +17,7 @@ import io
 import os
 import re
 
-from sound_captions import storage
+from sound_captions import reasons, storage
 from sound_captions.ontology import Ontology, UnknownLabelError
 from sound_captions.sources.requests import ClipRequest, SourceFailure
 
@@ -91,7 +91,7 @@ def parse_manifest(
                 continue
         item = f"{origin}:{line_no}"
         if len(row) != 4:
-            failures.append(SourceFailure(item, "malformed", f"expected 4 fields (source,start_s,end_s,labels), got {len(row)}: {row!r}"))
+            failures.append(SourceFailure(item, reasons.MALFORMED, f"expected 4 fields (source,start_s,end_s,labels), got {len(row)}: {row!r}"))
             continue
         source, start_text, end_text, labels_text = (c.strip() for c in row)
         try:
@@ -106,12 +106,12 @@ def parse_manifest(
             failures.append(SourceFailure(item, "unknown_label", str(exc)))
             continue
         except ValueError as exc:
-            failures.append(SourceFailure(item, "malformed", str(exc)))
+            failures.append(SourceFailure(item, reasons.MALFORMED, str(exc)))
             continue
         resolved = _resolve_source(source, base)
         clip_id = make_clip_id(resolved, start_s, end_s)
         if clip_id in seen:
-            failures.append(SourceFailure(item, "duplicate", f"the same source and segment appears twice: {source}"))
+            failures.append(SourceFailure(item, reasons.DUPLICATE, f"the same source and segment appears twice: {source}"))
             continue
         seen.add(clip_id)
         requests.append(ClipRequest(clip_id, resolved, start_s, end_s, labels, origin))

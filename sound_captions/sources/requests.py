@@ -8,13 +8,15 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from sound_captions import reasons
+
 Seconds = float
 
 YOUTUBE_SCHEME = "yt:"
 
 # Reason class of a source row that could not be parsed (wrong field count, bad number,
 # end <= start, unknown label id). Download/decode reasons live in ``download.py``.
-MALFORMED = "malformed"
+MALFORMED = reasons.MALFORMED
 
 
 @dataclass(frozen=True)
