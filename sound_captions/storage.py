@@ -166,12 +166,17 @@ def write_bytes(uri: str | os.PathLike, data: bytes) -> None:
         except Exception as exc:
             raise _s3_error(text, exc) from exc
         return
-    path = local_path(text)
+    _write_atomically(local_path(text), lambda handle: handle.write(data))
+
+
+def _write_atomically(path: Path, fill) -> None:
+    """Write a local file by ``fill(handle)`` into a temporary file beside it, fsync, rename and
+    fsync the folder: a reader sees the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            fill(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -206,20 +211,8 @@ def upload_file(local: str | os.PathLike, uri: str | os.PathLike) -> None:
         except Exception as exc:
             raise _s3_error(text, exc) from exc
         return
-    dest = local_path(text)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle, open(local, "rb") as source:
-            shutil.copyfileobj(source, handle, 2**20)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with open(local, "rb") as source:
+        _write_atomically(local_path(text), lambda handle: shutil.copyfileobj(source, handle, 2**20))
 
 
 def exists(uri: str | os.PathLike) -> bool:

@@ -43,6 +43,21 @@ def pooled_size(size: int, n_blocks: int) -> int:
     return size
 
 
+def checked_filters(model: str, input_shape: tuple[int, int, int], filters: Sequence[int]) -> tuple[int, ...]:
+    """The channel widths of a stack of conv + 2×2 max-pool blocks, checked against the input:
+    at least one block, and an input big enough to survive every pool."""
+    _, height, width = input_shape
+    filters = tuple(int(f) for f in filters)
+    if not filters:
+        raise ValueError(f"{model}: filters must name at least one block")
+    if pooled_size(height, len(filters)) < 1 or pooled_size(width, len(filters)) < 1:
+        raise ValueError(
+            f"{model}: input {height}x{width} is too small for {len(filters)} pooling blocks "
+            f"(needs at least {2 ** len(filters)}x{2 ** len(filters)})"
+        )
+    return filters
+
+
 class BaselineCNN(nn.Module):
     """The study's CNN.
 
@@ -70,15 +85,8 @@ class BaselineCNN(nn.Module):
     ) -> None:
         super().__init__()
         channels, height, width = input_shape
-        filters = tuple(int(f) for f in filters)
-        if not filters:
-            raise ValueError("baseline: filters must name at least one block")
+        filters = checked_filters("baseline", input_shape, filters)
         out_h, out_w = pooled_size(height, len(filters)), pooled_size(width, len(filters))
-        if out_h < 1 or out_w < 1:
-            raise ValueError(
-                f"baseline: input {height}x{width} is too small for {len(filters)} pooling blocks "
-                f"(needs at least {2 ** len(filters)}x{2 ** len(filters)})"
-            )
         blocks = []
         in_channels = channels
         for out_channels in filters:

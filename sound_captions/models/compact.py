@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sound_captions.models.baseline import conv_block, pooled_size
+from sound_captions.models.baseline import checked_filters, conv_block
 from sound_captions.models.context_head import ContextTagger
 
 DEFAULT_HPARAMS: dict[str, object] = {
@@ -59,17 +59,11 @@ class CompactCNN(ContextTagger):
     ) -> None:
         super().__init__()
         channels, height, width = input_shape
-        filters = tuple(int(f) for f in filters)
-        if not filters:
-            raise ValueError("compact: filters must name at least one block")
+        filters = checked_filters("compact", input_shape, filters)
         if int(context) < 0:
             raise ValueError(f"compact: context must be >= 0 seconds, got {context}")
         self.context = int(context)
         self.window_width = int(width)
-        if pooled_size(height, len(filters)) < 1 or pooled_size(width, len(filters)) < 1:
-            raise ValueError(
-                f"compact: input {height}x{width} is too small for {len(filters)} pooling blocks"
-            )
         blocks = []
         in_channels = channels
         for out_channels in filters:
