@@ -172,12 +172,7 @@ def build_dataset(
         selection: how the requests were chosen (recorded in ``dataset.json``).
         progress: optional ``BuildProgress`` (see ``progress.py``) told about finished items.
     """
-    import ray
-
-    from sound_captions.dataset.fetch import FetchSegments
-
     root = storage.check_uri(out_uri)
-    cfg = options.feature_config
     ontology = Ontology.load()
     vocabulary = vocabulary or dataset_vocabulary(requests, ontology)
     splits = assign_splits(requests, options.split_fractions, options.seed)
@@ -204,60 +199,78 @@ def build_dataset(
         # "together" partners come from the clips of one decode task (one block of items):
         # a seeded shuffle mixes the classes inside blocks, whatever order the sources listed
         random.Random(augment.seed).shuffle(items)
+    result = _run_stages(items, requests, root, options, download, progress) if items else _nothing_written()
+    return _write_metadata(root, requests, result, options, vocabulary, digest, source_failures, sources, selection)
+
+
+def _nothing_written() -> dict:
+    return {"shards": [], "clips": {}, "failures": []}
+
+
+def _run_stages(items: list[dict], requests: list[ClipRequest], root: str, options: BuildOptions, download, progress) -> dict:
+    """The Ray Data pipeline: items → (fetch) → decode (+ "together") → features → shards; what
+    the sink wrote (shard names, per-clip counts, failure rows)."""
+    import ray
+
+    from sound_captions.dataset.fetch import FetchSegments
+
+    cfg, augment = options.feature_config, options.augment
     sink = ShardSink(root, cfg, rows_per_shard(cfg, options.target_shard_mb))
-    if items:
-        n_blocks = max(1, min(len(items), math.ceil(len(items) / options.items_per_block), 10_000))
-        ds = ray.data.from_items(items, override_num_blocks=n_blocks)
-        if any(needs_download(r) for r in requests):
-            download = download or DownloadOptions(scratch_dir=default_scratch_dir(root))
-            # network-bound: a few actors (one per node on a cluster), each running
-            # ``fetch_concurrency`` downloads at once on threads that share one host pacer
-            ds = ds.map_batches(
-                FetchSegments,
-                fn_constructor_kwargs={"options": download.to_dict()},
-                batch_size=1,
-                num_cpus=options.fetch_cpus,
-                compute=ray.data.ActorPoolStrategy(
-                    size=options.fetch_actors,
-                    max_concurrent_calls_per_actor=options.fetch_concurrency,
-                    max_tasks_in_flight_per_actor=options.fetch_concurrency,
-                    enable_true_multi_threading=True,
-                ),
-            )
+    n_blocks = max(1, min(len(items), math.ceil(len(items) / options.items_per_block), 10_000))
+    ds = ray.data.from_items(items, override_num_blocks=n_blocks)
+    if any(needs_download(r) for r in requests):
+        download = download or DownloadOptions(scratch_dir=default_scratch_dir(root))
+        # network-bound: a few actors (one per node on a cluster), each running
+        # ``fetch_concurrency`` downloads at once on threads that share one host pacer
         ds = ds.map_batches(
-            decode_stage,
-            fn_kwargs={"feature_config": cfg.to_dict(), "ffmpeg": options.ffmpeg, "augment": augment.to_dict() if augment.enabled else None},
+            FetchSegments,
+            fn_constructor_kwargs={"options": download.to_dict()},
             batch_size=1,
+            num_cpus=options.fetch_cpus,
+            compute=ray.data.ActorPoolStrategy(
+                size=options.fetch_actors,
+                max_concurrent_calls_per_actor=options.fetch_concurrency,
+                max_tasks_in_flight_per_actor=options.fetch_concurrency,
+                enable_true_multi_threading=True,
+            ),
+        )
+    ds = ds.map_batches(
+        decode_stage,
+        fn_kwargs={"feature_config": cfg.to_dict(), "ffmpeg": options.ffmpeg, "augment": augment.to_dict() if augment.enabled else None},
+        batch_size=1,
+        num_cpus=options.decode_cpus,
+        compute=ray.data.TaskPoolStrategy(),
+    )
+    if augment.together > 0:
+        # same resources as decode, so Ray fuses the two: the batch (whole block) is the
+        # windows of the clips one decode task produced, a deterministic pool of partners
+        ds = ds.map_batches(
+            together_stage,
+            fn_kwargs={"feature_config": cfg.to_dict(), "augment": augment.to_dict()},
+            batch_size=None,
             num_cpus=options.decode_cpus,
             compute=ray.data.TaskPoolStrategy(),
         )
-        if augment.together > 0:
-            # same resources as decode, so Ray fuses the two: the batch (whole block) is the
-            # windows of the clips one decode task produced, a deterministic pool of partners
-            ds = ds.map_batches(
-                together_stage,
-                fn_kwargs={"feature_config": cfg.to_dict(), "augment": augment.to_dict()},
-                batch_size=None,
-                num_cpus=options.decode_cpus,
-                compute=ray.data.TaskPoolStrategy(),
-            )
-        ds = ds.map_batches(
-            feature_stage,
-            fn_kwargs={"feature_config": cfg.to_dict(), "threads": max(1, int(options.feature_cpus))},
-            batch_size=options.feature_batch_size,
-            num_cpus=options.feature_cpus,
-            compute=ray.data.TaskPoolStrategy(),
-        )
-        if progress is not None:
-            ds = progress.attach(ds)
-        # the writer gathers ``rows_per_shard`` rows per task: it must not fuse with the CPU
-        # stages (Ray fuses map stages with equal resources), or one task would decode everything
-        write_cpus = options.write_cpus if options.write_cpus != options.feature_cpus else options.write_cpus * 0.99
-        ds.write_datasink(sink, ray_remote_args={"num_cpus": write_cpus})
-        result = sink.result or {"shards": [], "clips": {}, "failures": []}
-    else:
-        result = {"shards": [], "clips": {}, "failures": []}
+    ds = ds.map_batches(
+        feature_stage,
+        fn_kwargs={"feature_config": cfg.to_dict(), "threads": max(1, int(options.feature_cpus))},
+        batch_size=options.feature_batch_size,
+        num_cpus=options.feature_cpus,
+        compute=ray.data.TaskPoolStrategy(),
+    )
+    if progress is not None:
+        ds = progress.attach(ds)
+    # the writer gathers ``rows_per_shard`` rows per task: it must not fuse with the CPU
+    # stages (Ray fuses map stages with equal resources), or one task would decode everything
+    write_cpus = options.write_cpus if options.write_cpus != options.feature_cpus else options.write_cpus * 0.99
+    ds.write_datasink(sink, ray_remote_args={"num_cpus": write_cpus})
+    return sink.result or _nothing_written()
 
+
+def _write_metadata(root, requests, result, options, vocabulary, digest, source_failures, sources, selection) -> BuildReport:
+    """``failures.parquet``, then ``dataset.json`` (the completion mark), then the removal of
+    shards it does not list (a killed run's) → the build's report."""
+    cfg, augment = options.feature_config, options.augment
     failures = list(result["failures"])
     by_id = {r.clip_id: r for r in requests}
     for row in failures:
