@@ -44,7 +44,7 @@ run() {
 import sys
 from sound_captions import storage
 from sound_captions.demo import DemoConfig, make_corpus
-from sound_captions.testing.media import make_media
+from sound_captions.generated import make_media
 
 work = sys.argv[1]
 make_corpus(storage.join(work, "corpus"), DemoConfig(workdir=work, clips_per_kind=4, clip_seconds=3, negatives=2))
@@ -64,8 +64,26 @@ run dataset stats "$WORK/ds"
 run dataset preview "$WORK/ds" --out "$WORK/grid.png"
 test -s "$WORK/grid.png"
 run train --data "$WORK/ds" --out "$WORK/run" --epochs 1 --batch-size 16
+grep -q "^epoch 1/1  train loss" "$WORK/out.txt" || { echo "plain-install-check: FAILED: train printed no epoch line" >&2; exit 1; }
 run caption "$WORK/library" --model "$WORK/run/model.bundle" --out "$WORK/captions"
 test -s "$WORK/captions/a.vtt" && test -s "$WORK/captions/sub/b.vtt"
+
+# Bad input, as a user meets it (issue 13): a dangling symlink in the library is one failed
+# entry (exit 1, the others captioned); a missing bundle is one line and exit status 2.
+ln -s "$WORK/nowhere.mp4" "$WORK/library/dangling.mp4"
+rc=0
+"$SC" --num-cpus 4 caption "$WORK/library" --model "$WORK/run/model.bundle" --out "$WORK/captions2" >"$WORK/out.txt" 2>&1 || rc=$?
+if [ "$rc" -ne 1 ] || grep -q "Traceback" "$WORK/out.txt" || ! grep -q "dangling.mp4: unreadable" "$WORK/captions2/_report/summary.txt" \
+   || ! test -s "$WORK/captions2/a.vtt" || ! test -s "$WORK/captions2/sub/b.vtt"; then
+  cat "$WORK/out.txt"; echo "plain-install-check: FAILED: a dangling symlink (exit $rc)" >&2; exit 1
+fi
+rm "$WORK/library/dangling.mp4"
+rc=0
+"$SC" caption "$WORK/library" --model "$WORK/missing.bundle" --out "$WORK/captions3" >"$WORK/out.txt" 2>&1 || rc=$?
+if [ "$rc" -ne 2 ] || [ "$(grep -c . "$WORK/out.txt")" -ne 1 ] || ! grep -q "^error: .*missing.bundle" "$WORK/out.txt"; then
+  cat "$WORK/out.txt"; echo "plain-install-check: FAILED: a missing bundle (exit $rc)" >&2; exit 1
+fi
+echo "bad input: a dangling symlink fails alone (exit 1); a missing bundle is one line (exit 2)"
 run evaluate --model "$WORK/run/model.bundle" --data "$WORK/ds" --split all --out "$WORK/eval"
 ls "$WORK"/eval/*.png >/dev/null
 echo "plain-install-check: passed in $(( $(date +%s) - start )) s"

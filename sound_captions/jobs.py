@@ -1,7 +1,7 @@
 """Ray job entry points: a YAML config → the same CLI command a person would type.
 
 ``jobs/<name>.py --config FILE.yaml`` (what ``ray job submit`` runs) loads the YAML, turns each
-key into the CLI option of the same name (``feature_kind: mel`` → ``--feature-kind mel``; lists
+key into the CLI option of the same name (``max_cue_s: 5`` → ``--max-cue-s 5``; lists
 repeat the option; ``true`` gives a bare flag; ``inputs`` become positional arguments) and calls
 the CLI. So a config file accepts exactly the CLI's options, and the two never drift apart.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 # -- a source row
 MALFORMED = "malformed"
 DUPLICATE = "duplicate"
+UNKNOWN_LABEL = "unknown_label"
 # -- fetching (yt-dlp's classes; see download/reasons.py for how messages map to them)
 UNAVAILABLE = "unavailable"
 PRIVATE = "private"
@@ -39,6 +40,7 @@ OTHER = "other"
 MEANING: dict[str, str] = {
     MALFORMED: "a source row that cannot be read (wrong fields, bad times or labels)",
     DUPLICATE: "the same clip listed again (the first is kept)",
+    UNKNOWN_LABEL: "a label that is neither an AudioSet id nor a class name",
     UNAVAILABLE: "a URL answered 404/410 or the video is unavailable; a local file vanished",
     PRIVATE: "a private video",
     REMOVED: "removed (terminated account, copyright)",

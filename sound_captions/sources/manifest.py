@@ -103,7 +103,7 @@ def parse_manifest(
                 raise ValueError(f"end_s ({end_s}) is not after start_s ({start_s})")
             labels = parse_labels(labels_text, ontology)
         except UnknownLabelError as exc:
-            failures.append(SourceFailure(item, "unknown_label", str(exc)))
+            failures.append(SourceFailure(item, reasons.UNKNOWN_LABEL, str(exc)))
             continue
         except ValueError as exc:
             failures.append(SourceFailure(item, reasons.MALFORMED, str(exc)))
