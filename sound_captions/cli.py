@@ -153,7 +153,8 @@ def dataset():
 @click.option("--out", required=True, help="Dataset folder: local path or s3:// URI.")
 @click.option("--manifest", "manifests", multiple=True, help="Manifest CSV (source,start_s,end_s,labels); repeatable.")
 @click.option("--audioset-csv", "audioset_csvs", multiple=True, help="AudioSet segment list (e.g. balanced_train_segments.csv); repeatable.")
-@click.option("--audioset-strong", "audioset_strong", multiple=True, help="AudioSet strong-label TSV; repeatable.")
+@click.option("--audioset-strong", "audioset_strong", multiple=True, help="AudioSet strong-label TSV (event times: per-second labels); repeatable.")
+@click.option("--events", "events", multiple=True, help="Events manifest CSV (source,onset_s,offset_s,label): per-second labels of whole media; repeatable.")
 @click.option("--labels", default="", help="Classes to mine, ';'-separated display names or mids (required with AudioSet lists).")
 @click.option("--include-descendants", is_flag=True, help="A chosen class also matches the classes below it in the ontology.")
 @click.option("--per-label-cap", type=int, default=None, help="At most this many clips per chosen label (balanced, seeded).")
@@ -178,7 +179,7 @@ def dataset():
 @click.option("--together-seconds", default="1,3", show_default=True, help="Whole seconds each clip gives a sequence: LO,HI.")
 @click.pass_context
 def dataset_build(
-    ctx, out, manifests, audioset_csvs, audioset_strong, labels, include_descendants, per_label_cap, negatives, seed, scratch,
+    ctx, out, manifests, audioset_csvs, audioset_strong, events, labels, include_descendants, per_label_cap, negatives, seed, scratch,
     feature_preset, split_fractions, progress, augment_copies, augment_gain_db, augment_noise_snr,
     augment_shift_s, overlap_hop_s, together, together_clips, together_seconds, **settings,
 ):
@@ -194,11 +195,11 @@ def dataset_build(
     from sound_captions.features import FeatureConfig
     from sound_captions.storage import check_uri
 
-    if not (manifests or audioset_csvs or audioset_strong):
-        raise click.UsageError("give at least one source: --manifest, --audioset-csv or --audioset-strong")
+    if not (manifests or audioset_csvs or audioset_strong or events):
+        raise click.UsageError("give at least one source: --manifest, --events, --audioset-csv or --audioset-strong")
     try:
         plan = plan_build(
-            manifests=manifests, audioset_csvs=audioset_csvs, audioset_strong=audioset_strong,
+            manifests=manifests, audioset_csvs=audioset_csvs, audioset_strong=audioset_strong, events=events,
             labels=[x for x in labels.split(";") if x.strip()], include_descendants=include_descendants,
             per_label_cap=per_label_cap, negatives=negatives, seed=seed,
         )

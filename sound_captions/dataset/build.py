@@ -37,6 +37,7 @@ from sound_captions.dataset.sink import ShardSink
 from sound_captions.dataset.stages import (
     decode_stage,
     feature_stage,
+    join_events,
     join_labels,
     together_stage,
 )
@@ -64,6 +65,14 @@ def training_labels(request: ClipRequest) -> tuple[str, ...]:
     if request.negative:
         return ()
     return request.selected_labels or request.labels
+
+
+def training_events(request: ClipRequest, ontology: Ontology) -> list[tuple[str, int, int]]:
+    """A clip's event times in terms of its training labels: an event of class e labels each
+    training label that is e or an ontology ancestor of e (a chosen class with
+    ``include_descendants``); events of classes the clip is not trained on are dropped."""
+    targets = [(t, ontology.descendants(t) if t in ontology.classes else {t}) for t in training_labels(request)]
+    return [(t, e.onset_ms, e.offset_ms) for e in request.events for t, below in targets if e.label == t or e.label in below]
 
 
 def default_scratch_dir(root: str) -> str:
@@ -94,6 +103,11 @@ def build_digest(requests: list[ClipRequest], splits: dict[str, str], vocabulary
     head = {"features": options.feature_config.hash, "vocabulary": sorted(vocabulary)}
     if options.augment.enabled:
         head["augment"] = options.augment.to_dict()
+    if any(r.events for r in requests):  # per-second labels (a build without events keeps its digest)
+        head["events"] = {
+            "min_overlap_s": options.event_min_overlap_s,
+            "clips": sorted([r.clip_id, sorted([e.label, e.onset_ms, e.offset_ms] for e in r.events)] for r in requests if r.events),
+        }
     h.update(json.dumps(head, sort_keys=True).encode())
     for r in sorted(requests, key=lambda r: r.clip_id):
         h.update(json.dumps([r.clip_id, r.source, r.start_s, r.end_s, list(training_labels(r)), splits[r.clip_id]]).encode())
@@ -191,6 +205,7 @@ def build_dataset(
             "clip_id": r.clip_id, "source": r.source,
             "start_s": np.nan if r.start_s is None else r.start_s, "end_s": np.nan if r.end_s is None else r.end_s,
             "labels": join_labels(training_labels(r)), "split": splits[r.clip_id],
+            "events": join_events(training_events(r, ontology)),
         }
         for r in requests
     ]  # fmt: skip
@@ -236,7 +251,10 @@ def _run_stages(items: list[dict], requests: list[ClipRequest], root: str, optio
         )
     ds = ds.map_batches(
         decode_stage,
-        fn_kwargs={"feature_config": cfg.to_dict(), "ffmpeg": options.ffmpeg, "augment": augment.to_dict() if augment.enabled else None},
+        fn_kwargs={
+            "feature_config": cfg.to_dict(), "ffmpeg": options.ffmpeg, "augment": augment.to_dict() if augment.enabled else None,
+            "min_overlap_s": options.event_min_overlap_s,
+        },
         batch_size=1,
         num_cpus=options.decode_cpus,
         compute=ray.data.TaskPoolStrategy(),
@@ -298,6 +316,9 @@ def _write_metadata(root, requests, result, options, vocabulary, digest, source_
         selection=dict(selection or {}),
         build_digest=digest,
         augmentation=augment.to_dict() if augment.enabled else {},
+        labels_per_second=(
+            {"min_overlap_s": options.event_min_overlap_s, "clips": sum(1 for r in requests if r.events)} if any(r.events for r in requests) else {}
+        ),
     )
     shards.write_dataset_info(root, info)
     _remove_unlisted_shards(root, set(info.shards))

@@ -47,6 +47,8 @@ class BuildOptions:
         write_cpus: CPUs of one shard write task.
         items_per_block: clips per Ray Data block between the fetch and decode stages.
         augment: train-split augmentation (copies, overlap, "together").
+        event_min_overlap_s: a clip with event times (a strong-label TSV, an events manifest): an
+            event labels second k when it overlaps [k, k+1) by at least this many seconds.
     """
 
     feature_config: FeatureConfig = field(default_factory=_default_features)
@@ -64,9 +66,12 @@ class BuildOptions:
     write_cpus: float = 0.25
     items_per_block: int = 4
     augment: BuildAugmentConfig = field(default_factory=_no_augmentation)  # train split only
+    event_min_overlap_s: float = 0.5
 
     def __post_init__(self) -> None:
         if self.fetch_actors < 1 or self.fetch_concurrency < 1 or self.items_per_block < 1:
             raise ValueError("fetch_actors, fetch_concurrency and items_per_block must be >= 1")
+        if not 0.0 < self.event_min_overlap_s <= 1.0:
+            raise ValueError(f"event_min_overlap_s must be in (0, 1], got {self.event_min_overlap_s}")
         if self.target_shard_mb <= 0:
             raise ValueError(f"target_shard_mb must be > 0, got {self.target_shard_mb}")

@@ -2,6 +2,7 @@
 vocabulary and a record of how the clips were chosen (for ``dataset.json``).
 
     manifest CSVs ─┐
+    events CSVs   ─┤
     segment CSVs  ─┼─► parse ─► (labels given?) select_clips ─► BuildPlan
     strong TSVs   ─┘
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from sound_captions import reasons
 from sound_captions.ontology import Ontology
 from sound_captions.sources.audioset import read_audioset_segments, read_audioset_strong
+from sound_captions.sources.events import read_events
 from sound_captions.sources.manifest import read_manifest
 from sound_captions.sources.requests import ClipRequest, SourceFailure
 from sound_captions.sources.select import resolve_labels, select_clips, selection_counts
@@ -51,6 +53,7 @@ def plan_build(
     manifests: Sequence[str] = (),
     audioset_csvs: Sequence[str] = (),
     audioset_strong: Sequence[str] = (),
+    events: Sequence[str] = (),
     labels: Sequence[str] = (),
     include_descendants: bool = False,
     per_label_cap: int | None = None,
@@ -66,6 +69,10 @@ def plan_build(
         r, f = read_manifest(uri, ontology)
         requests += r
         failures += f
+    for uri in events:
+        r, f = read_events(uri, ontology)
+        requests += r
+        failures += f
     known = set(ontology.classes)
     for uri in audioset_csvs:
         r, f = read_audioset_segments(uri, known_labels=known)
@@ -75,7 +82,7 @@ def plan_build(
         r, f = read_audioset_strong(uri, known_labels=known)
         requests += r
         failures += f
-    sources = [*manifests, *audioset_csvs, *audioset_strong]
+    sources = [*manifests, *events, *audioset_csvs, *audioset_strong]
     # one clip may be listed by several sources (a strong clip and its weak row share the id)
     unique: dict[str, ClipRequest] = {}
     for r in requests:

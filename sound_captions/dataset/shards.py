@@ -140,6 +140,8 @@ class DatasetInfo:
     selection: dict = field(default_factory=dict)  # how the clips were chosen, and the label policy
     build_digest: str = ""  # what the content was built from (a rerun with the same digest is a no-op)
     augmentation: dict = field(default_factory=dict)  # BuildAugmentConfig.to_dict() of the train split; {}: none
+    # per-second labels from events: {"min_overlap_s", "clips"}; {}: every window has its clip's labels
+    labels_per_second: dict = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     tool_version: str = __version__
 
@@ -165,6 +167,7 @@ class DatasetInfo:
             "selection": self.selection,
             "build_digest": self.build_digest,
             "augmentation": self.augmentation,
+            "labels_per_second": self.labels_per_second,
             "shards": self.shards,
         }
 
@@ -187,6 +190,7 @@ class DatasetInfo:
             selection=dict(data.get("selection", {})),
             build_digest=str(data.get("build_digest", "")),
             augmentation=dict(data.get("augmentation") or {}),
+            labels_per_second=dict(data.get("labels_per_second") or {}),
             created=data.get("created", ""),
             tool_version=data.get("tool_version", ""),
         )

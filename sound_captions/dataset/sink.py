@@ -89,6 +89,7 @@ class ShardSink(Datasink):
             for clip_id, entry in ret["clips"].items():
                 merged = clips.setdefault(clip_id, _new_entry(entry["labels"], entry["split"]))
                 merged["windows"] += entry["windows"]
+                merged["labels"] += [m for m in entry["labels"] if m not in merged["labels"]]
                 for key in ("label_windows", "augment"):
                     for name, n in entry[key].items():
                         merged[key][name] = merged[key].get(name, 0) + n
@@ -106,6 +107,7 @@ def _new_entry(labels, split: str) -> dict:
 
 def _count_row(entry: dict, labels, tag: str) -> None:
     entry["windows"] += 1
+    entry["labels"] += [m for m in labels or [] if m not in entry["labels"]]  # per-second labels: the union
     for mid in labels or []:
         entry["label_windows"][mid] = entry["label_windows"].get(mid, 0) + 1
     entry["augment"][tag] = entry["augment"].get(tag, 0) + 1

@@ -28,7 +28,7 @@ from sound_captions.dataset.augmentation import (
 from sound_captions.features import FeatureConfig, pin_torch_threads, spectrograms_where
 from sound_captions.sources.requests import optional_seconds
 
-REQUEST_COLUMNS = ("clip_id", "source", "start_s", "end_s", "labels", "split")
+REQUEST_COLUMNS = ("clip_id", "source", "start_s", "end_s", "labels", "split", "events")
 
 
 LABEL_SEPARATOR = "|"
@@ -50,6 +50,34 @@ def split_labels(text) -> list[str]:
     return [x for x in text.split(LABEL_SEPARATOR) if x]
 
 
+def join_events(events) -> str:
+    """Events ``(label, onset_ms, offset_ms)`` → one string for the stages (``mid@0@1500|…``);
+    ``""``: the clip has no event times and every window carries the clip's labels."""
+    return LABEL_SEPARATOR.join(f"{label}@{int(onset)}@{int(offset)}" for label, onset, offset in events)
+
+
+def split_events(text) -> list[tuple[str, int, int]]:
+    if not isinstance(text, str) or not text:
+        return []
+    out = []
+    for part in text.split(LABEL_SEPARATOR):
+        label, onset, offset = part.rsplit("@", 2)
+        out.append((label, int(onset), int(offset)))
+    return out
+
+
+def second_labels(events: list[tuple[str, int, int]], start_s: float, min_overlap_s: float, order: list[str]) -> list[str]:
+    """The per-second label contract: the labels of the window [start_s, start_s + 1) are those
+    of the events that overlap it by at least ``min_overlap_s`` (times from the clip's start),
+    in ``order``; a window that no event covers enough is a negative for the clip's classes."""
+    on = set()
+    for label, onset_ms, offset_ms in events:
+        overlap = min(start_s + 1.0, offset_ms / 1000) - max(start_s, onset_ms / 1000)
+        if overlap >= min_overlap_s - 1e-9:
+            on.add(label)
+    return [m for m in order if m in on] + sorted(on.difference(order))
+
+
 def _empty_window_batch(cfg: FeatureConfig) -> dict[str, list]:
     return {name: [] for name in ("clip_id", "source", "second", "start_s", "labels", "split", "reason", "message", "augment", "window")}
 
@@ -62,6 +90,7 @@ def decode_windows(
     offset_s: float | None = None,
     ffmpeg: str | None = None,
     augment: BuildAugmentConfig | None = None,
+    min_overlap_s: float = 0.5,
 ) -> dict[str, np.ndarray]:
     """One clip request → its window rows, or one failure row.
 
@@ -70,6 +99,8 @@ def decode_windows(
     ``start_s`` for the full medium). ``augment`` applies to a request of the train split only
     (copies and overlapping windows, see :func:`~sound_captions.dataset.augmentation.clip_versions`);
     a row's ``second`` is the grid second its window starts in, ``start_s`` its exact start.
+    A request with ``events`` labels each window by :func:`second_labels` (an augmented copy by
+    the position its window had before the shift).
     """
     out = _empty_window_batch(cfg)
     start_s = optional_seconds(request.get("start_s"))
@@ -78,6 +109,7 @@ def decode_windows(
     seek_s = start_s if offset_s is None else offset_s
     stop_s = None if end_s is None else (end_s - (start_s or 0.0) + (seek_s or 0.0))
     labels = split_labels(request.get("labels"))
+    events = split_events(request.get("events"))
 
     def fail(reason: str, message: str) -> dict[str, np.ndarray]:
         return failure_batch(request, cfg, reason, message)
@@ -100,7 +132,7 @@ def decode_windows(
             out["source"].append(request["source"])
             out["second"].append(start // cfg.window_samples)
             out["start_s"].append(base_s + start / cfg.sample_rate_hz)
-            out["labels"].append(labels)
+            out["labels"].append(second_labels(events, start / cfg.sample_rate_hz, min_overlap_s, labels) if events else labels)
             out["split"].append(split)
             out["reason"].append("")
             out["message"].append("")
@@ -139,7 +171,8 @@ def add_spectrograms(batch: dict[str, np.ndarray], cfg: FeatureConfig) -> dict[s
 
 
 def decode_stage(
-    batch: dict[str, np.ndarray], feature_config: dict, ffmpeg: str | None = None, augment: dict | None = None
+    batch: dict[str, np.ndarray], feature_config: dict, ffmpeg: str | None = None, augment: dict | None = None,
+    min_overlap_s: float = 0.5,
 ) -> dict[str, np.ndarray]:
     """Ray Data stage: request rows (with ``media``/``fetch_reason`` after a fetch stage) → window
     rows; ``augment``: a :class:`BuildAugmentConfig` as a dict, for the train split."""
@@ -160,9 +193,9 @@ def decode_stage(
                 local = os.path.join(tmp, "segment" + suffix)
                 with open(local, "wb") as f:
                     f.write(bytes(data))
-                parts.append(decode_windows(request, cfg, media=local, offset_s=offset, ffmpeg=ffmpeg, augment=aug))
+                parts.append(decode_windows(request, cfg, media=local, offset_s=offset, ffmpeg=ffmpeg, augment=aug, min_overlap_s=min_overlap_s))
             continue
-        parts.append(decode_windows(request, cfg, media=request.get("media") or None, offset_s=offset, ffmpeg=ffmpeg, augment=aug))
+        parts.append(decode_windows(request, cfg, media=request.get("media") or None, offset_s=offset, ffmpeg=ffmpeg, augment=aug, min_overlap_s=min_overlap_s))
     return concat_batches(parts)
 
 

@@ -1,0 +1,81 @@
+"""Events manifest CSV → clip requests with per-second truth.
+
+    source,onset_s,offset_s,label
+    videos/lecture-01.mp4,3.0,6.0,Applause
+    videos/lecture-01.mp4,12.5,14.0,/m/0k4j      # as many rows per source as it has events
+
+One request per source: the whole medium (its own duration bounds it), labelled with every
+class its events name, each window labelled by the events that cover it (see
+``dataset/stages.second_labels``); seconds outside every event are negatives for those classes.
+``label`` is an AudioSet id or class name. Relative sources resolve against the CSV's folder. A
+row that cannot be used is a recorded :class:`SourceFailure`, and the others still count.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from sound_captions import reasons, storage
+from sound_captions.ontology import Ontology, UnknownLabelError
+from sound_captions.sources.manifest import _parse_time, _resolve_source, make_clip_id, parse_labels
+from sound_captions.sources.requests import ClipRequest, LabelEvent, SourceFailure
+
+EVENTS_COLUMNS = ("source", "onset_s", "offset_s", "label")
+
+
+def read_events(uri: str, ontology: Ontology | None = None) -> tuple[list[ClipRequest], list[SourceFailure]]:
+    """Parse an events manifest at ``uri`` (local or s3://)."""
+    text = storage.read_text(uri)
+    base = uri.rsplit("/", 1)[0] if storage.is_s3(uri) else str(storage.local_path(uri).parent)
+    return parse_events(text, ontology or Ontology.load(), base=base, origin=uri)
+
+
+def parse_events(
+    text: str, ontology: Ontology, *, base: str | None = None, origin: str = "events"
+) -> tuple[list[ClipRequest], list[SourceFailure]]:
+    failures: list[SourceFailure] = []
+    by_source: dict[str, dict] = {}
+    header_checked = False
+    for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        if not header_checked:
+            header_checked = True
+            if [c.strip().lower() for c in row[:4]] == list(EVENTS_COLUMNS):
+                continue
+        item = f"{origin}:{line_no}"
+        if len(row) != 4:
+            failures.append(SourceFailure(item, reasons.MALFORMED, f"expected 4 fields (source,onset_s,offset_s,label), got {len(row)}: {row!r}"))
+            continue
+        source, onset_text, offset_text, label_text = (c.strip() for c in row)
+        try:
+            if not source:
+                raise ValueError("empty source")
+            onset_s, offset_s = _parse_time(onset_text, "onset_s"), _parse_time(offset_text, "offset_s")
+            if onset_s is None or offset_s is None:
+                raise ValueError("an event needs both onset_s and offset_s")
+            if offset_s <= onset_s:
+                raise ValueError(f"offset_s ({offset_s}) is not after onset_s ({onset_s})")
+            labels = parse_labels(label_text, ontology)
+            if len(labels) != 1:
+                raise ValueError(f"one label per event row, got {label_text!r}")
+        except UnknownLabelError as exc:
+            failures.append(SourceFailure(item, reasons.UNKNOWN_LABEL, str(exc)))
+            continue
+        except ValueError as exc:
+            failures.append(SourceFailure(item, reasons.MALFORMED, str(exc)))
+            continue
+        resolved = _resolve_source(source, base)
+        clip = by_source.setdefault(resolved, {"labels": [], "events": [], "line": line_no})
+        if labels[0] not in clip["labels"]:
+            clip["labels"].append(labels[0])
+        clip["events"].append(LabelEvent(labels[0], int(round(onset_s * 1000)), int(round(offset_s * 1000))))
+    requests = [
+        ClipRequest(
+            make_clip_id(source, None, None), source, None, None, tuple(clip["labels"]), f"{origin}:{clip['line']}",
+            events=tuple(sorted(clip["events"], key=lambda e: (e.onset_ms, e.offset_ms, e.label))),
+        )
+        for source, clip in by_source.items()
+    ]
+    return requests, failures
