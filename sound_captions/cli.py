@@ -13,6 +13,7 @@ from sound_captions import __version__
 from sound_captions.caption.options import CaptionOptions
 from sound_captions.caption.postprocess import PostprocessConfig
 from sound_captions.cli_bundle import bundle
+from sound_captions.cli_evaluate import evaluate_cmd, evaluate_run_cmd
 from sound_captions.cli_options import options_from, take
 from sound_captions.dataset.options import BuildOptions
 from sound_captions.download.options import DownloadOptions
@@ -73,13 +74,14 @@ def user_errors() -> tuple[type[Exception], ...]:
     from sound_captions.dataset.shards import NotADatasetError
     from sound_captions.distill import DistillationError
     from sound_captions.evaluate import NoEvaluationDataError
+    from sound_captions.evaluate_run import RunEvaluationError
     from sound_captions.features import FeatureConfigMismatchError
     from sound_captions.models import PretrainedWeightsError, UnknownModelError
     from sound_captions.pretrained import CheckpointError
     from sound_captions.storage import StorageError
 
     return (
-        BundleError, CheckpointError, DistillationError, PlanError, NotADatasetError, NoEvaluationDataError, FeatureConfigMismatchError,
+        BundleError, CheckpointError, DistillationError, RunEvaluationError, PlanError, NotADatasetError, NoEvaluationDataError, FeatureConfigMismatchError,
         PretrainedWeightsError, UnknownModelError, StorageError,
     )
 
@@ -357,25 +359,6 @@ def caption(ctx, inputs, model, out, force, vocabulary, merge_with_speech, scrat
         raise SystemExit(1)
 
 
-# -------------------------------------------------------------------------------------- evaluate
-
-
-@main.command("evaluate")
-@click.option("--model", "model_uri", required=True, help="Model bundle URI.")
-@click.option("--data", "data_uri", required=True, help="Dataset root (holds dataset.json).")
-@click.option("--split", default="test", show_default=True, help="Split to evaluate; 'all' for every row.")
-@click.option("--out", "out_dir", default=None, help="Folder (local or s3://) for report.json and PNG plots.")
-@click.option("--batch-size", default=128, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
-def evaluate_cmd(model_uri, data_uri, split, out_dir, batch_size, device):
-    """Per-second P/R/F1/ER (sed_eval segment-based), AP and mAP of a bundle on a dataset split."""
-    from sound_captions.evaluate import evaluate
-
-    # a missing or corrupt bundle or dataset, a feature mismatch: one line, exit 2 (see _Cli)
-    report = evaluate(model_uri, data_uri, split=None if split == "all" else split, out_dir=out_dir, batch_size=batch_size, device=device)
-    click.echo(json.dumps({"n_windows": report["n_windows"], **report["summary"]}, indent=2))
-
-
 # --------------------------------------------------------------------------------------- preview
 
 
@@ -418,6 +401,8 @@ def preview_run_cmd(run_out, out_dir, copy_video, transcode, max_rows):
 
 
 main.add_command(bundle)  # sound_captions/cli_bundle.py
+main.add_command(evaluate_cmd)  # sound_captions/cli_evaluate.py
+main.add_command(evaluate_run_cmd)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,45 @@
+"""``sound-captions evaluate`` (a bundle on a dataset split) and ``evaluate-run`` (a caption
+run's .vtt files against per-second truth)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("evaluate")
+@click.option("--model", "model_uri", required=True, help="Model bundle URI.")
+@click.option("--data", "data_uri", required=True, help="Dataset root (holds dataset.json).")
+@click.option("--split", default="test", show_default=True, help="Split to evaluate; 'all' for every row.")
+@click.option("--out", "out_dir", default=None, help="Folder (local or s3://) for report.json and PNG plots.")
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+def evaluate_cmd(model_uri, data_uri, split, out_dir, batch_size, device):
+    """Per-second P/R/F1/ER (sed_eval segment-based), AP and mAP of a bundle on a dataset split."""
+    from sound_captions.evaluate import evaluate
+
+    # a missing or corrupt bundle or dataset, a feature mismatch: one line, exit 2 (see _Cli)
+    report = evaluate(model_uri, data_uri, split=None if split == "all" else split, out_dir=out_dir, batch_size=batch_size, device=device)
+    click.echo(json.dumps({"n_windows": report["n_windows"], **report["summary"]}, indent=2))
+
+
+@click.command("evaluate-run")
+@click.argument("run_out")
+@click.option("--truth", "truth_csv", required=True, help="Events CSV (source,onset_s,offset_s,label): what sounds when, per input.")
+@click.option("--out", "out_dir", default=None, help="Folder (local or s3://) for report.json.")
+@click.option("--model", default=None, help="Bundle whose caption texts the run used (default: the packaged vocabulary).")
+@click.option("--min-overlap-s", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+              help="A truth event counts for second k when it overlaps [k, k+1) by at least this much.")
+def evaluate_run_cmd(run_out, truth_csv, out_dir, model, min_overlap_s):
+    """Per-second P/R/F1/ER of a caption run's .vtt files (what a viewer reads) against the truth,
+    with false captions in silence, event timing errors and confusions."""
+    from sound_captions.evaluate_run import evaluate_run, summary_text
+
+    caption_text = None
+    if model:
+        from sound_captions.bundle import load_bundle
+
+        caption_text = load_bundle(model).caption_text
+    report = evaluate_run(run_out, truth_csv, out_dir=out_dir, caption_text=caption_text, min_overlap_s=min_overlap_s)
+    click.echo(summary_text(report), nl=False)

@@ -1,0 +1,84 @@
+"""``evaluate-run`` (issue 12): a caption run's .vtt files against per-second truth from an
+events CSV, on a hand-made run whose figures are computed by hand below."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from sound_captions.caption.report import CaptionRun, VideoResult, write_report
+from sound_captions.cli import main
+from sound_captions.evaluate_run import evaluate_run
+
+MUSIC, PIANO, BARK, MEOW, APPLAUSE = "/m/04rlf", "/m/05r5c", "/m/05tny_", "/m/07qrkrw", "/m/028ght"
+
+VTT = """WEBVTT
+
+NOTE sound-captions bundle=x settings=y input=1:2
+
+00:00:00.000 --> 00:00:03.000 line:0
+[piano music]
+
+00:00:04.000 --> 00:00:05.000 line:0
+[spaceship noises]
+
+00:00:06.000 --> 00:00:07.000 line:0
+[dog barking]
+
+00:00:08.000 --> 00:00:09.000 line:0
+[dog barking]
+
+00:00:09.000 --> 00:00:10.000 line:0
+[applause]
+"""
+
+# truth: music 0-4 s, a dog barking 6-8 s, a cat 8-9 s; seconds 4, 5 and 9 are silent
+TRUTH = "source,onset_s,offset_s,label\nlib/a.mp4,0,4,Music\nlib/a.mp4,6,8,Bark\nlib/a.mp4,8,9,Meow\nlib/unrelated.mp4,0,1,Music\n"
+
+
+@pytest.fixture
+def run(tmp_path):
+    (tmp_path / "lib").mkdir()
+    out = tmp_path / "captions"
+    (out / "a.vtt").parent.mkdir(parents=True)
+    (out / "a.vtt").write_text(VTT)
+    results = [
+        VideoResult(str(tmp_path / "lib" / "a.mp4"), "captioned", output_vtt=str(out / "a.vtt"), duration_s=10.0),
+        VideoResult(str(tmp_path / "lib" / "broken.mp4"), "failed", "decode_error", "corrupt"),
+    ]
+    write_report(str(out), CaptionRun(results=results, wall_s=1.0, report_uri=""))
+    (tmp_path / "truth.csv").write_text(TRUTH)
+    return tmp_path
+
+
+def test_a_known_run_scores_exactly_the_hand_computed_figures(run):
+    report = evaluate_run(str(run / "captions"), str(run / "truth.csv"), out_dir=str(run / "eval"))
+    # per second: truth {M} {M} {M} {M} {} {} {B} {B} {C} {}; captions {M} {M} {M} {} {} {} {B} {} {B} {A}
+    # ([piano music] counts for truth Music; [spaceship noises] is no class)
+    overall = report["overall"]
+    assert (overall["n_tp"], overall["n_fp"], overall["n_fn"]) == (4, 2, 3)
+    assert overall["precision"] == pytest.approx(4 / 6) and overall["recall"] == pytest.approx(4 / 7)
+    assert overall["f_measure"] == pytest.approx(8 / 13)
+    assert overall["error_rate"] == pytest.approx(4 / 7)  # s3, s7 deletions; s8 a substitution; s9 an insertion
+    cw = report["class_wise"]
+    assert (cw[MUSIC]["n_tp"], cw[MUSIC]["n_fn"], cw[MUSIC]["n_fp"]) == (3, 1, 0)
+    assert (cw[BARK]["n_tp"], cw[BARK]["n_fn"], cw[BARK]["n_fp"]) == (1, 1, 1)
+    assert (cw[MEOW]["n_fn"], cw[APPLAUSE]["n_fp"]) == (1, 1) and PIANO not in cw
+    assert (report["silent_seconds"], report["false_caption_seconds_in_silence"]) == (3, 1)
+    assert report["false_caption_seconds_per_hour_of_silence"] == pytest.approx(1200)
+    assert (report["events"], report["events_captioned"]) == (3, 2)
+    assert report["onset_error_s"]["mean"] == 0 and report["offset_error_s"]["mean"] == pytest.approx(1.0)
+    assert report["confusion"] == [{"truth": MEOW, "captioned": BARK, "seconds": 1}]
+    assert report["unknown_caption_texts"] == {"[spaceship noises]": 1}
+    assert [v["input"].rsplit("/", 1)[-1] for v in report["videos"]] == ["a.mp4"]  # the failed input has no captions
+    assert json.loads((run / "eval" / "report.json").read_text())["overall"]["n_tp"] == 4
+
+
+def test_the_cli_prints_the_summary_and_refuses_what_is_not_a_run(run):
+    result = CliRunner().invoke(main, ["evaluate-run", str(run / "captions"), "--truth", str(run / "truth.csv")])
+    assert result.exit_code == 0, result.output
+    assert "F1 0.615" in result.output and "1 of 3 silent s (1200 per hour)" in result.output
+    result = CliRunner().invoke(main, ["evaluate-run", str(run / "lib"), "--truth", str(run / "truth.csv")])
+    assert result.exit_code == 2 and "not the output folder of a caption run" in result.output
