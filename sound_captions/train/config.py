@@ -50,6 +50,9 @@ class TrainConfig:
         unlabelled: your own media for the teacher to label (folders, s3:// prefixes, URL lists).
         label_weight: with a teacher: weight of the loss against the labels.
         distill_weight: with a teacher: weight of the loss against the teacher.
+        init_from: start from this bundle's weights (fine-tuning): its architecture and
+            hyper-parameters are used, its features must be the dataset's; the output rows of
+            shared labels are kept, new labels start fresh.
     """
 
     data: str
@@ -85,6 +88,7 @@ class TrainConfig:
     unlabelled: list[str] = field(default_factory=list)
     label_weight: float = 0.1
     distill_weight: float = 0.9
+    init_from: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

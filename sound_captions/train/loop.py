@@ -86,6 +86,8 @@ def train_loop_per_worker(config: dict) -> None:
     if not torch.cuda.is_available():
         pin_torch_threads(cfg.cpus_per_worker)
     model = build_model(cfg.model, len(vocabulary), input_shape, **cfg.hparams)
+    if config.get("init_state") is not None:  # --init-from (a resumed run's checkpoint replaces it below)
+        model.load_state_dict(config["init_state"])
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
     optimizer = torch.optim.AdamW(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import replace
 
 import torch
 
@@ -109,7 +110,20 @@ def train(
         )
     h, w, c = info.feature_config.shape
     input_shape = (c, h, w)
+    init_state, init_record = None, None
+    if cfg.init_from:
+        from sound_captions.train.init import architecture_of, initial_weights
+
+        model_name, bundle_hparams = architecture_of(cfg.init_from)
+        if model_name != cfg.model:
+            log.info("--init-from: training %s, the bundle's architecture (not %s)", model_name, cfg.model)
+        cfg = replace(cfg, model=model_name, hparams=bundle_hparams)
     hparams = {**default_hparams(cfg.model), **cfg.hparams}
+    if cfg.init_from:
+        fresh = build_model(cfg.model, len(info.labels), input_shape, **hparams)
+        wider = build_model(cfg.model, len(info.labels) + 1, input_shape, **hparams).state_dict()
+        head = {k for k, v in fresh.state_dict().items() if v.shape != wider[k].shape}  # one row per label
+        init_state, init_record = initial_weights(cfg.init_from, info.labels, info.feature_config, fresh, head)
     vocabulary = vocabulary or CaptionVocabulary.load()
     captions = vocabulary.resolve(info.labels, dict(info.vocabulary))
     for line in captions.warnings(dict(info.vocabulary)):
@@ -138,6 +152,7 @@ def train(
             "pos_weight": label_pos_weights(info),
             # label columns the teacher has a target for
             "distill_mask": [m not in distillation["unmapped"] for m in info.labels] if distillation else None,
+            "init_state": init_state,
         },
         scaling_config=ScalingConfig(
             num_workers=cfg.workers,
@@ -227,6 +242,7 @@ def train(
             **cfg.to_dict(), "hparams": hparams, "dataset_augmentation": info.augmentation,
             "captions_derived": captions.derived, "captions_never": captions.never,
             **({"distillation": distillation} if distillation else {}),
+            **({"init_from": init_record} if init_record else {}),
         },
         gate_dbfs=cfg.gate_dbfs,
     )
