@@ -29,17 +29,24 @@ def evaluate_cmd(model_uri, data_uri, split, out_dir, batch_size, device):
 @click.option("--truth", "truth_csv", required=True, help="Events CSV (source,onset_s,offset_s,label): what sounds when, per input.")
 @click.option("--out", "out_dir", default=None, help="Folder (local or s3://) for report.json.")
 @click.option("--model", default=None, help="Bundle whose caption texts the run used (default: the packaged vocabulary).")
+@click.option("--vocabulary", default=None, help="The --vocabulary CSV the run was captioned with, if any.")
 @click.option("--min-overlap-s", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="A truth event counts for second k when it overlaps [k, k+1) by at least this much.")
-def evaluate_run_cmd(run_out, truth_csv, out_dir, model, min_overlap_s):
+def evaluate_run_cmd(run_out, truth_csv, out_dir, model, vocabulary, min_overlap_s):
     """Per-second P/R/F1/ER of a caption run's .vtt files (what a viewer reads) against the truth,
     with false captions in silence, event timing errors and confusions."""
     from sound_captions.evaluate_run import evaluate_run, summary_text
 
     caption_text = None
-    if model:
+    if model:  # the texts the run used: the bundle's, a --vocabulary's, and those derived from names
         from sound_captions.bundle import load_bundle
+        from sound_captions.caption.vocabulary import run_caption_texts
 
-        caption_text = load_bundle(model).caption_text
+        b = load_bundle(model)
+        caption_text = run_caption_texts(b.labels, b.label_names, b.caption_text, b.training, vocabulary).texts
+    elif vocabulary:
+        from sound_captions.caption.vocabulary import CaptionVocabulary
+
+        caption_text = CaptionVocabulary.load(vocabulary).captions
     report = evaluate_run(run_out, truth_csv, out_dir=out_dir, caption_text=caption_text, min_overlap_s=min_overlap_s)
     click.echo(summary_text(report), nl=False)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,15 +58,31 @@ def captioned_videos(run_out: str) -> list[Video]:
         raise RunEvaluationError(f"{run_out}: no {REPORT_DIR}/report.parquet (not the output folder of a caption run)")
     rows = pq.read_table(io.BytesIO(storage.read_bytes(uri))).to_pylist()
     return [
-        Video(r["input"], r["output_vtt"], int(round(r["duration_s"])))
+        Video(r["input"], r["output_vtt"], _seconds(r))
         for r in rows
         if r["status"] in ("captioned", "skipped") and r["output_vtt"] and storage.exists(r["output_vtt"])
     ]
 
 
+def _seconds(row: dict) -> int:
+    """A captioned input's length in seconds: the report's, or (a skipped input: the report has
+    none) its ``.scores.parquet``'s row count."""
+    if row["duration_s"]:
+        return int(round(row["duration_s"]))
+    scores = row["output_vtt"].removesuffix(".vtt") + ".scores.parquet"
+    try:
+        return pq.read_metadata(io.BytesIO(storage.read_bytes(scores))).num_rows
+    except (storage.StorageError, OSError, ValueError):
+        return 0
+
+
 def _key(uri: str) -> str:
-    """How a truth source and a caption input are matched: the path without its suffix."""
-    return str(PurePosixPath(uri.replace("file://", "")).with_suffix(""))
+    """How a truth source and a caption input are matched: the path without its suffix (local
+    paths made absolute)."""
+    text = uri.removeprefix("file://")
+    if "://" not in text:
+        text = os.path.abspath(text)
+    return str(PurePosixPath(text).with_suffix(""))
 
 
 def caption_classes(caption_text: dict[str, str]) -> dict[str, str]:
@@ -116,7 +133,9 @@ def evaluate_run(
     if caption_text is None:
         caption_text = CaptionVocabulary.load().captions
     text_to_label = caption_classes(caption_text)
-    videos = [v for v in captioned_videos(run_out) if _key(v.input) in truth]
+    captioned = captioned_videos(run_out)
+    videos = [v for v in captioned if _key(v.input) in truth]
+    uncaptioned = sorted(r.source for key, r in truth.items() if key not in {_key(v.input) for v in captioned})
     if not videos:
         raise RunEvaluationError(f"no captioned input of {run_out} has truth in {truth_csv}")
     truth_classes = sorted({m for r in requests for m in r.labels})
@@ -128,7 +147,11 @@ def evaluate_run(
         request = truth[_key(video.input)]
         events = [(e.label, e.onset_ms, e.offset_ms) for e in request.events]
         n = max(video.n_seconds, -(-max(e.offset_ms for e in request.events) // 1000))
-        t_sets = [set(second_labels(events, float(k), min_overlap_s, truth_classes)) for k in range(n)]
+        # the truth closed upward too: a piano second is also a music second, when the truth names music
+        t_sets = [
+            {t for m in second_labels(events, float(k), min_overlap_s, truth_classes) for t in _implied(m, truth_classes, below)}
+            for k in range(n)
+        ]
         p_raw = caption_seconds(storage.read_text(video.vtt_uri), text_to_label, n, unknown)
         p_sets = [set().union(*(_implied(p, truth_classes, below) for p in s)) if s else set() for s in p_raw]
         true_sets += t_sets
@@ -171,6 +194,7 @@ def evaluate_run(
         "offset_error_s": {"mean": float(np.mean(timing["offset"])), "median": float(np.median(timing["offset"]))} if timing["offset"] else None,
         "confusion": [{"truth": t, "captioned": q, "seconds": n} for (t, q), n in confusion.most_common()],
         "unknown_caption_texts": dict(unknown.most_common()),
+        "truth_without_captions": uncaptioned,
         "truth_failures": [{"item": f.item, "reason": f.reason, "message": f.message} for f in truth_failures],
     }
     if out_dir:

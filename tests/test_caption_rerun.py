@@ -77,6 +77,12 @@ def test_a_rerun_writes_a_newly_asked_for_or_stale_combined_track(ray_session, t
     statuses = run(merge_with_speech=str(speech))
     assert statuses["short.mp4"] == ("failed", "speech_track")
     assert statuses["long.mp4"] == ("skipped", "up_to_date")
+    # a speech track that is not UTF-8 (a cp1252 SRT) also fails its video alone, saying why
+    (speech / "short.vtt").unlink()
+    (speech / "short.srt").write_bytes("1\r\n00:00:00,500 --> 00:00:01,000\r\nCaf\u00e9 music\r\n".encode("cp1252"))
+    run_ = caption_library([str(library)], CaptionOptions(out=str(out), model=model, chunk_s=4, merge_with_speech=str(speech)))
+    failed = {r.input.rsplit("/", 1)[-1]: r for r in run_.results}["short.mp4"]
+    assert (failed.status, failed.reason) == ("failed", "speech_track") and "UTF-8" in failed.message
 
 
 def test_a_postprocessing_error_fails_that_video_alone(ray_session, tmp_path, tmp_path_factory, library, monkeypatch):

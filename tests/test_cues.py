@@ -35,12 +35,25 @@ def test_webvtt_and_srt_read_into_the_same_cues():
         ("WEBVTT\n\n00:00:01,000 --> 00:00:02,000\ncomma decimals\n", False, "timestamp"),
         ("WEBVTT\n\n00:00:03.000 --> 00:00:02.000\nbackwards\n", False, "ends before"),
         ("WEBVTT\n\n00:00:01.000 -->\nno end\n", False, "without an end"),
-        ("1\n00:00:01.000 --> 00:00:02.000\nok\n\njust some text\n", True, "without a timing line"),
     ],
 )
 def test_a_broken_subtitle_file_is_refused_with_its_reason(text, srt, why):
     with pytest.raises(CueFileError, match=why):
         read_cues(text, srt=srt)
+
+
+def test_a_persons_subtitle_file_is_read_as_players_read_it():
+    """What webvtt-py read before the one reader (review of issue 13): loose files still read."""
+    lenient = {"strict": False}
+    # a blank line inside SRT cue text; no blank line before the next cue; dot decimals; loose digits
+    srt = "1\n00:00:01,000 --> 00:00:02,000\nfirst line\n\nsecond line\n2\n0:0:03.5 --> 00:00:04,25\n[door slams]\n"
+    assert read_cues(srt, srt=True, **lenient) == [Cue(1000, 2000, "first line\nsecond line"), Cue(3500, 4250, "[door slams]")]
+    assert read_cues(srt, srt=True, **lenient)[1].identifier == "2"
+    # no blank line after the header; a line of spaces inside a cue; a broken cue among good ones
+    vtt = "WEBVTT\n00:01.000 --> 00:02.000\nhello\n   \nthere\n\nbad --> id\n00:03.000 --> 00:04.000\n[music]\n\n00:09.000 --> 00:08.000\nbackwards\n"
+    assert read_cues(vtt, **lenient) == [Cue(1000, 2000, "hello\nthere"), Cue(3000, 4000, "[music]")]
+    with pytest.raises(CueFileError):
+        read_cues(vtt)  # our own files are read strictly
 
 
 def test_every_part_uses_the_one_cue_type():

@@ -82,3 +82,24 @@ def test_the_cli_prints_the_summary_and_refuses_what_is_not_a_run(run):
     assert "F1 0.615" in result.output and "1 of 3 silent s (1200 per hour)" in result.output
     result = CliRunner().invoke(main, ["evaluate-run", str(run / "lib"), "--truth", str(run / "truth.csv")])
     assert result.exit_code == 2 and "not the output folder of a caption run" in result.output
+
+
+def test_truth_is_closed_upward_and_a_skipped_input_keeps_its_length(tmp_path):
+    """Review of issue 12: a [piano music] caption over truth Piano is not a false Music second
+    when the truth also names Music elsewhere; a rerun's skipped rows (no duration) are judged
+    over the whole video, from its scores file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "captions"
+    out.mkdir()
+    (out / "v.vtt").write_text("WEBVTT\n\n00:00:06.000 --> 00:00:08.000 line:0\n[piano music]\n\n00:00:11.000 --> 00:00:12.000 line:0\n[applause]\n")
+    pq.write_table(pa.table({"second": list(range(12))}), out / "v.scores.parquet")
+    write_report(str(out), CaptionRun(results=[VideoResult(str(tmp_path / "v.mp4"), "skipped", "up_to_date", output_vtt=str(out / "v.vtt"))], wall_s=0.0, report_uri=""))
+    (tmp_path / "truth.csv").write_text("source,onset_s,offset_s,label\nv.mp4,0,4,Music\nv.mp4,6,8,Piano\n")
+    report = evaluate_run(str(out), str(tmp_path / "truth.csv"))
+    assert report["n_seconds"] == 12  # not 8, where the last event ends
+    cw = report["class_wise"]
+    assert (cw[MUSIC]["n_tp"], cw[MUSIC]["n_fp"], cw[MUSIC]["n_fn"]) == (2, 0, 4)
+    assert (cw[PIANO]["n_tp"], cw[PIANO]["n_fp"]) == (2, 0)
+    assert report["false_caption_seconds_in_silence"] == 1  # the applause at 11 s

@@ -106,3 +106,16 @@ def test_dataset_build_with_an_events_manifest_labels_seconds(ray_session, tmp_p
     assert other == [[MUSIC], [MUSIC], [MUSIC], [MUSIC], [BEEP], [BEEP]]  # second 4: 0.4 s of music, 0.6 s of beep
     assert info.counts["train"]["labels"][BEEP]["windows"] == 5 and info.counts["train"]["labels"][MUSIC]["windows"] == 7
     assert info.failure_reasons == {"unknown_label": 1}
+
+
+def test_a_clip_in_a_segment_list_and_a_strong_tsv_keeps_its_event_times(tmp_path):
+    weak = tmp_path / "balanced.csv"
+    weak.write_text(f'# Segments csv\n# num_ytids=1\n# YTID, start_seconds, end_seconds, positive_labels\nabcdefghijk, 30.000, 40.000, "{BEEP}"\n')
+    strong = tmp_path / "strong.tsv"
+    strong.write_text(f"segment_id\tstart_time_seconds\tend_time_seconds\tlabel\nabcdefghijk_30000\t3.0\t6.0\t{BEEP}\n")
+    from sound_captions.dataset.plan import plan_build
+
+    plan = plan_build(audioset_csvs=[str(weak)], audioset_strong=[str(strong)], labels=[BEEP])
+    (request,) = plan.requests
+    assert [(e.onset_ms, e.offset_ms) for e in request.events] == [(3000, 6000)]
+    assert [f.reason for f in plan.failures] == ["duplicate"]

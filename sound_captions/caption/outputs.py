@@ -115,14 +115,17 @@ def write_sdh(out: str, item: MediaItem, cues: list[Cue], vtt: str, speech_root:
     speech_uri = find_speech_track(speech_root, item.rel)
     if speech_uri is None:
         return None
-    speech_text = storage.read_text(speech_uri)
     try:
-        speech = read_cues(speech_text, srt=speech_uri.lower().endswith(".srt"))
-    except CueFileError as exc:
+        speech_text = storage.read_text(speech_uri)
+        speech = read_cues(speech_text, srt=speech_uri.lower().endswith(".srt"), strict=False)
+        merged = merge_tracks(speech, cues)
+    except UnicodeDecodeError as exc:
+        raise SpeechTrackError(f"{speech_uri}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
+    except (CueFileError, ValueError) as exc:  # webvtt-py refuses a cue text it cannot write
         raise SpeechTrackError(f"{speech_uri}: {exc}") from exc
     uri = sdh_uri(out, item)
     note = f"NOTE sound-captions speech={_text_digest(speech_text)} sounds={_text_digest(vtt)}"
-    storage.write_text(uri, _with_note(merge_tracks(speech, cues), note))
+    storage.write_text(uri, _with_note(merged, note))
     return uri
 
 

@@ -178,6 +178,8 @@ def _finish(item, state, scorer, bundle, caption_text, digests, options, out) ->
         return VideoResult(item.uri, "failed", reasons.WRITE_ERROR, str(exc))
     except SpeechTrackError as exc:
         return VideoResult(item.uri, "failed", reasons.SPEECH_TRACK, str(exc))
+    except Exception as exc:  # noqa: BLE001 - the last resort: this video fails, the run goes on
+        return VideoResult(item.uri, "failed", reasons.OTHER, f"writing the outputs: {type(exc).__name__}: {exc}")
     return VideoResult(item.uri, "captioned", "", "", vtt_uri, float(len(scores)), len(cues), top_labels(cues), sdh or "")
 
 

@@ -49,7 +49,7 @@ def _ms(timestamp) -> int:
 
 def read_speech_cues(uri: str) -> list[Cue]:
     """A WebVTT or SRT file (local or s3://) → its cues (``CueFileError`` for a broken one)."""
-    return read_cues(storage.read_text(uri), srt=uri.lower().endswith(".srt"))
+    return read_cues(storage.read_text(uri), srt=uri.lower().endswith(".srt"), strict=False)
 
 
 def merge_tracks(speech: list[Cue], sound: list[Cue]) -> str:

@@ -87,6 +87,9 @@ def plan_build(
     unique: dict[str, ClipRequest] = {}
     for r in requests:
         if r.clip_id in unique:
+            kept = unique[r.clip_id]
+            if r.events and not kept.events:  # event times beat clip labels (a strong clip and its weak row)
+                unique[r.clip_id], r = r, kept
             failures.append(SourceFailure(f"{r.origin}: {r.clip_id}", reasons.DUPLICATE, f"clip {r.clip_id} listed again"))
             continue
         unique[r.clip_id] = r

@@ -100,7 +100,7 @@ def decode_windows(
     (copies and overlapping windows, see :func:`~sound_captions.dataset.augmentation.clip_versions`);
     a row's ``second`` is the grid second its window starts in, ``start_s`` its exact start.
     A request with ``events`` labels each window by :func:`second_labels` (an augmented copy by
-    the position its window had before the shift).
+    its window's position in the shifted copy).
     """
     out = _empty_window_batch(cfg)
     start_s = optional_seconds(request.get("start_s"))
@@ -241,6 +241,8 @@ def together_stage(batch: dict[str, np.ndarray], feature_config: dict, augment: 
     pool = {}
     for clip_id, rows in seconds.items():
         order = [rows[k] for k in sorted(rows)]
+        if len({batch["labels"][j] for j in order}) > 1:
+            continue  # per-second labels (event times): a stitched run of seconds would carry the wrong ones
         pool[clip_id] = (batch["window"][order].reshape(-1), tuple(split_labels(batch["labels"][order[0]])))
     sequences = together_sequences(pool, cfg, aug)
     if not sequences:
