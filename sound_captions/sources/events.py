@@ -13,12 +13,15 @@ row that cannot be used is a recorded :class:`SourceFailure`, and the others sti
 
 from __future__ import annotations
 
-import csv
-import io
-
 from sound_captions import reasons, storage
 from sound_captions.ontology import Ontology, UnknownLabelError
-from sound_captions.sources.manifest import _parse_time, _resolve_source, make_clip_id, parse_labels
+from sound_captions.sources.manifest import (
+    _parse_time,
+    _resolve_source,
+    csv_rows,
+    make_clip_id,
+    parse_labels,
+)
 from sound_captions.sources.requests import ClipRequest, LabelEvent, SourceFailure
 
 EVENTS_COLUMNS = ("source", "onset_s", "offset_s", "label")
@@ -36,19 +39,7 @@ def parse_events(
 ) -> tuple[list[ClipRequest], list[SourceFailure]]:
     failures: list[SourceFailure] = []
     by_source: dict[str, dict] = {}
-    header_checked = False
-    for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
-            continue
-        if not header_checked:
-            header_checked = True
-            if [c.strip().lower() for c in row[:4]] == list(EVENTS_COLUMNS):
-                continue
-        item = f"{origin}:{line_no}"
-        if len(row) != 4:
-            failures.append(SourceFailure(item, reasons.MALFORMED, f"expected 4 fields (source,onset_s,offset_s,label), got {len(row)}: {row!r}"))
-            continue
-        source, onset_text, offset_text, label_text = (c.strip() for c in row)
+    for item, (source, onset_text, offset_text, label_text) in csv_rows(text, EVENTS_COLUMNS, origin, failures):
         try:
             if not source:
                 raise ValueError("empty source")
@@ -67,13 +58,13 @@ def parse_events(
             failures.append(SourceFailure(item, reasons.MALFORMED, str(exc)))
             continue
         resolved = _resolve_source(source, base)
-        clip = by_source.setdefault(resolved, {"labels": [], "events": [], "line": line_no})
+        clip = by_source.setdefault(resolved, {"labels": [], "events": [], "item": item})
         if labels[0] not in clip["labels"]:
             clip["labels"].append(labels[0])
         clip["events"].append(LabelEvent(labels[0], int(round(onset_s * 1000)), int(round(offset_s * 1000))))
     requests = [
         ClipRequest(
-            make_clip_id(source, None, None), source, None, None, tuple(clip["labels"]), f"{origin}:{clip['line']}",
+            make_clip_id(source, None, None), source, None, None, tuple(clip["labels"]), clip["item"],
             events=tuple(sorted(clip["events"], key=lambda e: (e.onset_ms, e.offset_ms, e.label))),
         )
         for source, clip in by_source.items()

@@ -50,6 +50,24 @@ def parse_labels(text: str, ontology: Ontology) -> tuple[str, ...]:
     return tuple(dict.fromkeys(mids))
 
 
+def csv_rows(text: str, columns: tuple[str, ...], origin: str, failures: list[SourceFailure]):
+    """The data rows of a source CSV as ``(item, stripped fields)``: blank and ``#`` lines and a
+    header of ``columns`` skipped; a row with another field count is a recorded failure."""
+    header_checked = False
+    for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        if not header_checked:
+            header_checked = True
+            if [c.strip().lower() for c in row[: len(columns)]] == list(columns):
+                continue
+        item = f"{origin}:{line_no}"
+        if len(row) != len(columns):
+            failures.append(SourceFailure(item, reasons.MALFORMED, f"expected {len(columns)} fields ({','.join(columns)}), got {len(row)}: {row!r}"))
+            continue
+        yield item, [c.strip() for c in row]
+
+
 def make_clip_id(source: str, start_s: float | None, end_s: float | None) -> str:
     """A readable, unique, filesystem-safe id: ``<stem>_<start ms>-<end ms>_<hash8>``."""
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", os.path.splitext(source.rstrip("/").rsplit("/", 1)[-1])[0])[:40] or "clip"
@@ -77,23 +95,10 @@ def read_manifest(uri: str, ontology: Ontology | None = None) -> tuple[list[Clip
 def parse_manifest(
     text: str, ontology: Ontology, *, base: str | None = None, origin: str = "manifest"
 ) -> tuple[list[ClipRequest], list[SourceFailure]]:
-    reader = csv.reader(io.StringIO(text))
     requests: list[ClipRequest] = []
     failures: list[SourceFailure] = []
     seen: set[str] = set()
-    header_checked = False
-    for line_no, row in enumerate(reader, start=1):
-        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
-            continue
-        if not header_checked:
-            header_checked = True
-            if [c.strip().lower() for c in row[:4]] == list(MANIFEST_COLUMNS):
-                continue
-        item = f"{origin}:{line_no}"
-        if len(row) != 4:
-            failures.append(SourceFailure(item, reasons.MALFORMED, f"expected 4 fields (source,start_s,end_s,labels), got {len(row)}: {row!r}"))
-            continue
-        source, start_text, end_text, labels_text = (c.strip() for c in row)
+    for item, (source, start_text, end_text, labels_text) in csv_rows(text, MANIFEST_COLUMNS, origin, failures):
         try:
             if not source:
                 raise ValueError("empty source")
