@@ -13,8 +13,8 @@ row that cannot be used is a recorded :class:`SourceFailure`, and the others sti
 
 from __future__ import annotations
 
-from sound_captions import reasons, storage
-from sound_captions.ontology import Ontology, UnknownLabelError
+from sound_captions import storage
+from sound_captions.ontology import Ontology
 from sound_captions.sources.manifest import (
     _parse_time,
     _resolve_source,
@@ -39,24 +39,20 @@ def parse_events(
 ) -> tuple[list[ClipRequest], list[SourceFailure]]:
     failures: list[SourceFailure] = []
     by_source: dict[str, dict] = {}
-    for item, (source, onset_text, offset_text, label_text) in csv_rows(text, EVENTS_COLUMNS, origin, failures):
-        try:
-            if not source:
-                raise ValueError("empty source")
-            onset_s, offset_s = _parse_time(onset_text, "onset_s"), _parse_time(offset_text, "offset_s")
-            if onset_s is None or offset_s is None:
-                raise ValueError("an event needs both onset_s and offset_s")
-            if offset_s <= onset_s:
-                raise ValueError(f"offset_s ({offset_s}) is not after onset_s ({onset_s})")
-            labels = parse_labels(label_text, ontology)
-            if len(labels) != 1:
-                raise ValueError(f"one label per event row, got {label_text!r}")
-        except UnknownLabelError as exc:
-            failures.append(SourceFailure(item, reasons.UNKNOWN_LABEL, str(exc)))
-            continue
-        except ValueError as exc:
-            failures.append(SourceFailure(item, reasons.MALFORMED, str(exc)))
-            continue
+    def parse(source: str, onset_text: str, offset_text: str, label_text: str):
+        if not source:
+            raise ValueError("empty source")
+        onset_s, offset_s = _parse_time(onset_text, "onset_s"), _parse_time(offset_text, "offset_s")
+        if onset_s is None or offset_s is None:
+            raise ValueError("an event needs both onset_s and offset_s")
+        if offset_s <= onset_s:
+            raise ValueError(f"offset_s ({offset_s}) is not after onset_s ({onset_s})")
+        labels = parse_labels(label_text, ontology)
+        if len(labels) != 1:
+            raise ValueError(f"one label per event row, got {label_text!r}")
+        return source, onset_s, offset_s, labels
+
+    for item, (source, onset_s, offset_s, labels) in csv_rows(text, EVENTS_COLUMNS, origin, failures, parse):
         resolved = _resolve_source(source, base)
         clip = by_source.setdefault(resolved, {"labels": [], "events": [], "item": item})
         if labels[0] not in clip["labels"]:

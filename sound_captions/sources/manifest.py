@@ -50,9 +50,10 @@ def parse_labels(text: str, ontology: Ontology) -> tuple[str, ...]:
     return tuple(dict.fromkeys(mids))
 
 
-def csv_rows(text: str, columns: tuple[str, ...], origin: str, failures: list[SourceFailure]):
-    """The data rows of a source CSV as ``(item, stripped fields)``: blank and ``#`` lines and a
-    header of ``columns`` skipped; a row with another field count is a recorded failure."""
+def csv_rows(text: str, columns: tuple[str, ...], origin: str, failures: list[SourceFailure], parse):
+    """The data rows of a source CSV as ``(item, parse(*stripped fields))``: blank and ``#``
+    lines and a header of ``columns`` skipped; a row with another field count, or that ``parse``
+    refuses (``UnknownLabelError``, ``ValueError``), is a recorded failure."""
     header_checked = False
     for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
@@ -65,7 +66,12 @@ def csv_rows(text: str, columns: tuple[str, ...], origin: str, failures: list[So
         if len(row) != len(columns):
             failures.append(SourceFailure(item, reasons.MALFORMED, f"expected {len(columns)} fields ({','.join(columns)}), got {len(row)}: {row!r}"))
             continue
-        yield item, [c.strip() for c in row]
+        try:
+            yield item, parse(*(c.strip() for c in row))
+        except UnknownLabelError as exc:
+            failures.append(SourceFailure(item, reasons.UNKNOWN_LABEL, str(exc)))
+        except ValueError as exc:
+            failures.append(SourceFailure(item, reasons.MALFORMED, str(exc)))
 
 
 def make_clip_id(source: str, start_s: float | None, end_s: float | None) -> str:
@@ -98,21 +104,16 @@ def parse_manifest(
     requests: list[ClipRequest] = []
     failures: list[SourceFailure] = []
     seen: set[str] = set()
-    for item, (source, start_text, end_text, labels_text) in csv_rows(text, MANIFEST_COLUMNS, origin, failures):
-        try:
-            if not source:
-                raise ValueError("empty source")
-            start_s = _parse_time(start_text, "start_s")
-            end_s = _parse_time(end_text, "end_s")
-            if start_s is not None and end_s is not None and end_s <= start_s:
-                raise ValueError(f"end_s ({end_s}) is not after start_s ({start_s})")
-            labels = parse_labels(labels_text, ontology)
-        except UnknownLabelError as exc:
-            failures.append(SourceFailure(item, reasons.UNKNOWN_LABEL, str(exc)))
-            continue
-        except ValueError as exc:
-            failures.append(SourceFailure(item, reasons.MALFORMED, str(exc)))
-            continue
+    def parse(source: str, start_text: str, end_text: str, labels_text: str):
+        if not source:
+            raise ValueError("empty source")
+        start_s = _parse_time(start_text, "start_s")
+        end_s = _parse_time(end_text, "end_s")
+        if start_s is not None and end_s is not None and end_s <= start_s:
+            raise ValueError(f"end_s ({end_s}) is not after start_s ({start_s})")
+        return source, start_s, end_s, parse_labels(labels_text, ontology)
+
+    for item, (source, start_s, end_s, labels) in csv_rows(text, MANIFEST_COLUMNS, origin, failures, parse):
         resolved = _resolve_source(source, base)
         clip_id = make_clip_id(resolved, start_s, end_s)
         if clip_id in seen:

@@ -20,11 +20,12 @@ class InitFromError(BundleError):
 
 
 def initial_weights(
-    uri: str, labels: list[str], feature_config: FeatureConfig, model: torch.nn.Module, head_keys: set[str]
+    uri: str, labels: list[str], feature_config: FeatureConfig, model: torch.nn.Module, head_keys: set[str],
+    *, source: ModelBundle | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict]:
-    """``model``'s state dict filled from the bundle at ``uri`` → (state, record for the bundle).
-    ``head_keys``: the weights with one row per label (the output layer)."""
-    source = load_bundle(uri)
+    """``model``'s state dict filled from the bundle at ``uri`` (``source``: that bundle, already
+    read) → (state, record for the bundle). ``head_keys``: the weights with one row per label."""
+    source = source or load_bundle(uri)
     feature_config.check(source.feature_hash, f"--init-from bundle {uri}")
     rows = {m: i for i, m in enumerate(source.labels)}
     shared = [(j, rows[m]) for j, m in enumerate(labels) if m in rows]
@@ -47,7 +48,6 @@ def initial_weights(
     return state, record
 
 
-def architecture_of(uri: str) -> tuple[str, dict]:
-    """The architecture and hyper-parameters a run starting from ``uri`` trains."""
-    source: ModelBundle = load_bundle(uri)
+def architecture_of(source: ModelBundle) -> tuple[str, dict]:
+    """The architecture and hyper-parameters a run starting from ``source`` trains."""
     return source.architecture, {k: v for k, v in source.hparams.items() if k != "pretrained"}

@@ -112,9 +112,11 @@ def train(
     input_shape = (c, h, w)
     init_state, init_record = None, None
     if cfg.init_from:
+        from sound_captions.bundle import load_bundle
         from sound_captions.train.init import architecture_of, initial_weights
 
-        model_name, bundle_hparams = architecture_of(cfg.init_from)
+        init_bundle = load_bundle(cfg.init_from)  # read once: a pretrained bundle can be hundreds of MB
+        model_name, bundle_hparams = architecture_of(init_bundle)
         if model_name != cfg.model:
             log.info("--init-from: training %s, the bundle's architecture (not %s)", model_name, cfg.model)
         cfg = replace(cfg, model=model_name, hparams=bundle_hparams)
@@ -123,7 +125,7 @@ def train(
         fresh = build_model(cfg.model, len(info.labels), input_shape, **hparams)
         wider = build_model(cfg.model, len(info.labels) + 1, input_shape, **hparams).state_dict()
         head = {k for k, v in fresh.state_dict().items() if v.shape != wider[k].shape}  # one row per label
-        init_state, init_record = initial_weights(cfg.init_from, info.labels, info.feature_config, fresh, head)
+        init_state, init_record = initial_weights(cfg.init_from, info.labels, info.feature_config, fresh, head, source=init_bundle)
     vocabulary = vocabulary or CaptionVocabulary.load()
     captions = vocabulary.resolve(info.labels, dict(info.vocabulary))
     for line in captions.warnings(dict(info.vocabulary)):
