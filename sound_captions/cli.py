@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -157,6 +158,10 @@ def dataset():
 @click.option("--audioset-csv", "audioset_csvs", multiple=True, help="AudioSet segment list (e.g. balanced_train_segments.csv); repeatable.")
 @click.option("--audioset-strong", "audioset_strong", multiple=True, help="AudioSet strong-label TSV (event times: per-second labels); repeatable.")
 @click.option("--events", "events", multiple=True, help="Events manifest CSV (source,onset_s,offset_s,label): per-second labels of whole media; repeatable.")
+@click.option("--subtitles", "subtitles", multiple=True, metavar="DIR_OR_URI",
+              help="Media with their SDH subtitles beside them (<name>.vtt/.srt): sound cues label the seconds they cover; repeatable.")
+@click.option("--subtitle-map", default=None, metavar="CSV", help="With --subtitles: your own text,label rows (label '-' ignores a text), looked up first.")
+@click.option("--allow-overlapping-cues", is_flag=True, help="With --subtitles: use files whose cues overlap in time (refused by default as a timing error).")
 @click.option("--labels", default="", help="Classes to mine, ';'-separated display names or mids (required with AudioSet lists).")
 @click.option("--include-descendants", is_flag=True, help="A chosen class also matches the classes below it in the ontology.")
 @click.option("--per-label-cap", type=int, default=None, help="At most this many clips per chosen label (balanced, seeded).")
@@ -181,7 +186,7 @@ def dataset():
 @click.option("--together-seconds", default="1,3", show_default=True, help="Whole seconds each clip gives a sequence: LO,HI.")
 @click.pass_context
 def dataset_build(
-    ctx, out, manifests, audioset_csvs, audioset_strong, events, labels, include_descendants, per_label_cap, negatives, seed, scratch,
+    ctx, out, manifests, audioset_csvs, audioset_strong, events, subtitles, subtitle_map, allow_overlapping_cues, labels, include_descendants, per_label_cap, negatives, seed, scratch,
     feature_preset, split_fractions, progress, augment_copies, augment_gain_db, augment_noise_snr,
     augment_shift_s, overlap_hop_s, together, together_clips, together_seconds, **settings,
 ):
@@ -195,18 +200,24 @@ def dataset_build(
     from sound_captions.dataset.plan import PlanError, plan_build
     from sound_captions.dataset.progress import BuildProgress
     from sound_captions.features import FeatureConfig
-    from sound_captions.storage import check_uri
+    from sound_captions.sources.subtitles import subtitle_summary
+    from sound_captions.storage import StorageError, check_uri
 
-    if not (manifests or audioset_csvs or audioset_strong or events):
-        raise click.UsageError("give at least one source: --manifest, --events, --audioset-csv or --audioset-strong")
+    if not (manifests or audioset_csvs or audioset_strong or events or subtitles):
+        raise click.UsageError("give at least one source: --manifest, --events, --subtitles, --audioset-csv or --audioset-strong")
+    if (subtitle_map or allow_overlapping_cues) and not subtitles:
+        raise click.UsageError("--subtitle-map and --allow-overlapping-cues go with --subtitles")
     try:
         plan = plan_build(
             manifests=manifests, audioset_csvs=audioset_csvs, audioset_strong=audioset_strong, events=events,
+            subtitles=subtitles, subtitle_map=subtitle_map, allow_overlapping_cues=allow_overlapping_cues,
             labels=[x for x in labels.split(";") if x.strip()], include_descendants=include_descendants,
             per_label_cap=per_label_cap, negatives=negatives, seed=seed,
         )
-    except (PlanError, ValueError) as exc:
+    except (PlanError, ValueError, StorageError) as exc:
         raise click.UsageError(str(exc)) from exc
+    for report in plan.subtitles:
+        click.echo(subtitle_summary(report), err=True)
     fractions = tuple(float(x) for x in split_fractions.split(","))
     try:
         augment = augment_config_from_options(
@@ -231,11 +242,11 @@ def dataset_build(
     _start_ray(ctx)
     meter = BuildProgress(len(plan.requests)) if progress else None
     try:
-        if meter is not None:
-            with meter:
-                report = build_dataset(plan.requests, out, options, source_failures=plan.failures, vocabulary=plan.vocabulary, sources=plan.sources, download=download, selection=plan.selection, progress=meter)
-        else:
-            report = build_dataset(plan.requests, out, options, source_failures=plan.failures, vocabulary=plan.vocabulary, sources=plan.sources, download=download, selection=plan.selection)
+        with meter if meter is not None else contextlib.nullcontext():
+            report = build_dataset(
+                plan.requests, out, options, source_failures=plan.failures, vocabulary=plan.vocabulary, sources=plan.sources,
+                download=download, selection=plan.selection, label_sources=plan.label_sources, progress=meter,
+            )
     except FileExistsError as exc:
         raise click.ClickException(str(exc)) from exc
     if report.skipped:

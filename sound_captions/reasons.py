@@ -10,6 +10,11 @@ from __future__ import annotations
 MALFORMED = "malformed"
 DUPLICATE = "duplicate"
 UNKNOWN_LABEL = "unknown_label"
+# -- a subtitle file used as labels (dataset build --subtitles)
+SUBTITLE_ENCODING = "subtitle_encoding"
+SUBTITLE_TIMING = "subtitle_timing"
+SUBTITLE_OVERLAP = "subtitle_overlap"
+EVENTS_PAST_END = "events_past_end"
 # -- fetching (yt-dlp's classes; see download/reasons.py for how messages map to them)
 UNAVAILABLE = "unavailable"
 PRIVATE = "private"
@@ -41,6 +46,10 @@ MEANING: dict[str, str] = {
     MALFORMED: "a source row that cannot be read (wrong fields, bad times or labels)",
     DUPLICATE: "the same clip listed again (the first is kept)",
     UNKNOWN_LABEL: "a label that is neither an AudioSet id nor a class name",
+    SUBTITLE_ENCODING: "a subtitle file that is not UTF-8",
+    SUBTITLE_TIMING: "a subtitle file with a broken or reversed cue time",
+    SUBTITLE_OVERLAP: "a subtitle file with cues shown at once in the same place",
+    EVENTS_PAST_END: "an event or subtitle cue that starts after the medium ends (wrong file or frame rate?)",
     UNAVAILABLE: "a URL answered 404/410 or the video is unavailable; a local file vanished",
     PRIVATE: "a private video",
     REMOVED: "removed (terminated account, copyright)",

@@ -169,6 +169,7 @@ def build_dataset(
     sources: list[str] = (),
     download: DownloadOptions | None = None,
     selection: dict | None = None,
+    label_sources: dict | None = None,
     progress=None,
 ) -> BuildReport:
     """Run the build pipeline on the current Ray cluster and write the dataset to ``out_uri``.
@@ -184,6 +185,8 @@ def build_dataset(
         download: settings of the fetch stage for ``yt:`` and http(s) sources (default: scratch
             at :func:`default_scratch_dir`); sources in storage are decoded where they are.
         selection: how the requests were chosen (recorded in ``dataset.json``).
+        label_sources: how per-second labels were read, e.g. the subtitle mapping report
+            (recorded in ``dataset.json``'s ``labels_per_second``).
         progress: optional ``BuildProgress`` (see ``progress.py``) told about finished items.
     """
     root = storage.check_uri(out_uri)
@@ -215,7 +218,7 @@ def build_dataset(
         # a seeded shuffle mixes the classes inside blocks, whatever order the sources listed
         random.Random(augment.seed).shuffle(items)
     result = _run_stages(items, requests, root, options, download, progress) if items else _nothing_written()
-    return _write_metadata(root, requests, result, options, vocabulary, digest, source_failures, sources, selection)
+    return _write_metadata(root, requests, result, options, vocabulary, digest, source_failures, sources, selection, label_sources)
 
 
 def _nothing_written() -> dict:
@@ -285,7 +288,7 @@ def _run_stages(items: list[dict], requests: list[ClipRequest], root: str, optio
     return sink.result or _nothing_written()
 
 
-def _write_metadata(root, requests, result, options, vocabulary, digest, source_failures, sources, selection) -> BuildReport:
+def _write_metadata(root, requests, result, options, vocabulary, digest, source_failures, sources, selection, label_sources=None) -> BuildReport:
     """``failures.parquet``, then ``dataset.json`` (the completion mark), then the removal of
     shards it does not list (a killed run's) → the build's report."""
     cfg, augment = options.feature_config, options.augment
@@ -317,7 +320,8 @@ def _write_metadata(root, requests, result, options, vocabulary, digest, source_
         build_digest=digest,
         augmentation=augment.to_dict() if augment.enabled else {},
         labels_per_second=(
-            {"min_overlap_s": options.event_min_overlap_s, "clips": sum(1 for r in requests if r.events)} if any(r.events for r in requests) else {}
+            {"min_overlap_s": options.event_min_overlap_s, "clips": sum(1 for r in requests if r.events), **(label_sources or {})}
+            if any(r.events for r in requests) else {}
         ),
     )
     shards.write_dataset_info(root, info)

@@ -3,6 +3,7 @@ vocabulary and a record of how the clips were chosen (for ``dataset.json``).
 
     manifest CSVs ─┐
     events CSVs   ─┤
+    subtitle dirs ─┤
     segment CSVs  ─┼─► parse ─► (labels given?) select_clips ─► BuildPlan
     strong TSVs   ─┘
 
@@ -25,6 +26,7 @@ from sound_captions.ontology import Ontology
 from sound_captions.sources.audioset import read_audioset_segments, read_audioset_strong
 from sound_captions.sources.events import read_events
 from sound_captions.sources.manifest import read_manifest
+from sound_captions.sources.subtitles import DescriptionMapper, read_subtitle_library
 from sound_captions.sources.requests import ClipRequest, SourceFailure
 from sound_captions.sources.select import resolve_labels, select_clips, selection_counts
 
@@ -46,6 +48,12 @@ class BuildPlan:
     vocabulary: dict[str, str] | None  # None: every label the requests carry
     sources: list[str]
     selection: dict = field(default_factory=dict)
+    subtitles: list[dict] = field(default_factory=list)  # per --subtitles root: what was read and mapped
+
+    @property
+    def label_sources(self) -> dict:
+        """How per-second labels were read, for ``dataset.json`` (``labels_per_second``)."""
+        return {"subtitles": self.subtitles} if self.subtitles else {}
 
 
 def plan_build(
@@ -54,6 +62,9 @@ def plan_build(
     audioset_csvs: Sequence[str] = (),
     audioset_strong: Sequence[str] = (),
     events: Sequence[str] = (),
+    subtitles: Sequence[str] = (),
+    subtitle_map: str | None = None,
+    allow_overlapping_cues: bool = False,
     labels: Sequence[str] = (),
     include_descendants: bool = False,
     per_label_cap: int | None = None,
@@ -73,6 +84,14 @@ def plan_build(
         r, f = read_events(uri, ontology)
         requests += r
         failures += f
+    subtitle_reports = []
+    if subtitles:
+        mapper = DescriptionMapper.load(ontology, subtitle_map)
+        for uri in subtitles:
+            library = read_subtitle_library(uri, ontology, allow_overlaps=allow_overlapping_cues, mapper=mapper)
+            requests += library.requests
+            failures += library.failures
+            subtitle_reports.append(library.report)
     known = set(ontology.classes)
     for uri in audioset_csvs:
         r, f = read_audioset_segments(uri, known_labels=known)
@@ -82,7 +101,7 @@ def plan_build(
         r, f = read_audioset_strong(uri, known_labels=known)
         requests += r
         failures += f
-    sources = [*manifests, *events, *audioset_csvs, *audioset_strong]
+    sources = [*manifests, *events, *subtitles, *audioset_csvs, *audioset_strong]
     # one clip may be listed by several sources (a strong clip and its weak row share the id)
     unique: dict[str, ClipRequest] = {}
     for r in requests:
@@ -97,7 +116,7 @@ def plan_build(
     if not labels:
         if audioset_csvs or audioset_strong:
             raise PlanError("an AudioSet build needs the labels to mine (--labels)")
-        return BuildPlan(requests, failures, None, sources)
+        return BuildPlan(requests, failures, None, sources, subtitles=subtitle_reports)
     chosen = resolve_labels(ontology, labels, include_descendants=include_descendants)
     selected = select_clips(
         requests, ontology, labels, include_descendants=include_descendants,
@@ -115,5 +134,5 @@ def plan_build(
         "selected_per_label": selection_counts(selected),
         "label_policy": LABEL_POLICY,
     }
-    return BuildPlan(selected, failures, vocabulary, sources, selection)
+    return BuildPlan(selected, failures, vocabulary, sources, selection, subtitle_reports)
 

@@ -121,6 +121,14 @@ def decode_windows(
         return fail(reason, str(exc))
     except Exception as exc:  # an unexpected error loses this clip only, with its message
         return fail(reasons.OTHER, f"{type(exc).__name__}: {exc}")
+    late = [e for e in events if e[1] >= samples.size * 1000 / cfg.sample_rate_hz] if end_s is None else []
+    if late:  # a whole medium whose events run past it: the wrong subtitle file, or another frame rate
+        label, onset_ms, _ = late[0]
+        return fail(
+            reasons.EVENTS_PAST_END,
+            f"{len(late)} event(s) start after the medium's end ({samples.size / cfg.sample_rate_hz:.3f} s), "
+            f"the first {label} at {onset_ms / 1000:.3f} s: is it the right subtitle or events file?",
+        )
     split = str(request.get("split", ""))
     versions = clip_versions(samples, str(request["clip_id"]), cfg, augment if split == "train" else None)
     if versions[0][0].shape[0] == 0:

@@ -1,0 +1,307 @@
+"""A library's own SDH subtitles → clip requests with per-second truth.
+
+    <root>/news/0412.mp4 + news/0412.srt (or .vtt: same relative name, like --merge-with-speech)
+      ─► the sound-description cues: ``[door slams]``, ``(applause)``, ``♪ upbeat music ♪``;
+         dialogue, speaker labels (``[JOHN]:``) and "music stops" lines are no sound
+      ─► each description → AudioSet classes (:class:`DescriptionMapper`)
+      ─► one request per medium: the whole medium, one event per described stretch
+
+The medium's seconds outside every event are negatives for the classes its subtitles name (the
+events contract of ``dataset/stages.second_labels``). A subtitle file that cannot be trusted is a
+recorded :class:`SourceFailure` and its medium is not used: not UTF-8 (``subtitle_encoding``),
+broken or reversed timing (``subtitle_timing``), cues that overlap on screen
+(``subtitle_overlap``: an authoring error in SRT; WebVTT cues placed apart may overlap). A cue
+past the medium's end is found when the medium is decoded (``events_past_end``). Every
+description text that maps to no class is reported with its count, so the user can add it to
+their mapping CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from importlib import resources
+
+from sound_captions import reasons, storage
+from sound_captions.caption.cues import Cue, CueFileError, read_cues
+from sound_captions.caption.inputs import discover
+from sound_captions.caption.style import description_key
+from sound_captions.caption.vocabulary import CaptionVocabulary, excluded_mids
+from sound_captions.ontology import Ontology, UnknownLabelError
+from sound_captions.sources.manifest import make_clip_id
+from sound_captions.sources.requests import ClipRequest, LabelEvent, SourceFailure
+
+SUBTITLE_SUFFIXES = (".vtt", ".srt")
+IGNORE = "-"  # a mapping CSV's label cell: this text is no sound class (a speaker's name, "in French")
+OVERLAP_TOLERANCE_MS = 40  # one frame at 25 fps: conversions round cue times
+MUSIC_NOTES = "♪♫♬"
+
+_TAGS = re.compile(r"<[^>]*>|\{\\[^}]*\}")  # WebVTT <i>/<c.x> and SRT {\an8} tags
+_GROUP = re.compile(r"\[([^\[\]]+)\]|\(([^()]+)\)")
+_PARTS = re.compile(r"\s*(?:,|;|&|/|\band\b|\bwith\b|\bthen\b|\bover\b)\s*")
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_NOTE_DESCRIPTION = re.compile(r"\b(?:music|song|tune|melody|play(?:s|ing)?)\b", re.IGNORECASE)
+_ENDED = re.compile(r"\b(?:stops?|stopped|ends?|ended|ceases?|cuts out|falls? silent|dies down)$")
+
+
+def _stem(word: str) -> str:
+    """A crude stem that makes the forms SDH uses meet: barks/barking → bark, slams/slamming →
+    slam, cries/crying → cry, slides/sliding → slid. Both sides of a lookup are stemmed alike."""
+    if len(word) > 4 and word.endswith("ies"):
+        word = word[:-3] + "y"
+    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    if len(word) > 5 and word.endswith("ing"):
+        word = word[:-3]
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiou":
+        word = word[:-1]
+    return word
+
+
+def _words(text: str) -> list[str]:
+    return [_stem(w) for w in _WORD.findall(text.lower())]
+
+
+def _key(text: str) -> str:
+    return " ".join(_words(text))
+
+
+@dataclass
+class DescriptionMapper:
+    """Description text → AudioSet classes, first source wins: the user's mapping CSV
+    (``text,label``; a label of ``-`` ignores the text), the caption vocabulary in reverse
+    (``[piano music]`` → Piano), the packaged SDH terms (``data/sdh_terms.csv``: ``door slams``,
+    ``laughs``, ``gunshots``, …), then the ontology's class names and their alternatives. Speech
+    and acoustic-scene classes are never a target (the transcript covers speech).
+
+    A text is looked up whole (stemmed: ``dogs barking`` meets ``dog barks``), then by its
+    longest contiguous run of words that is known (``distant thunder rumbling`` → Thunder);
+    ``laughter and applause`` is two descriptions."""
+
+    table: dict[str, str | None]
+    unmapped: Counter = field(default_factory=Counter)
+    mapped: Counter = field(default_factory=Counter)
+
+    @classmethod
+    def load(cls, ontology: Ontology, mapping_uri: str | None = None, vocabulary: CaptionVocabulary | None = None) -> DescriptionMapper:
+        excluded = excluded_mids(ontology)
+        table: dict[str, str | None] = {}
+
+        def add(text: str, mid: str | None) -> None:
+            key = _key(text)
+            if key and key not in table and (mid is None or mid not in excluded):
+                table[key] = mid
+
+        if mapping_uri:
+            for text, mid in _mapping_rows(storage.read_text(mapping_uri), mapping_uri, ontology):
+                add(text, mid)
+        for mid, caption in (vocabulary or CaptionVocabulary.load()).captions.items():
+            add(description_key(caption), mid)
+        packaged = (resources.files("sound_captions") / "data" / "sdh_terms.csv").read_text(encoding="utf-8")
+        for text, mid in _mapping_rows(packaged, "sdh_terms.csv", ontology):
+            add(text, mid)
+        for mid, cls_ in ontology.classes.items():
+            for alternative in cls_.name.split(","):
+                add(re.sub(r"\([^)]*\)", " ", alternative), mid)
+        return cls(table)
+
+    def classes(self, text: str) -> list[str]:
+        """The classes one description names (none: ignored, or unmapped and counted)."""
+        found: list[str] = []
+        for part in _PARTS.split(text.lower()):
+            words = _words(part)
+            if not words or _ENDED.search(part.strip()):
+                continue  # "[music stops]": the sound is over
+            mid, known = self._lookup(words)
+            if not known:
+                self.unmapped[" ".join(_WORD.findall(part.lower()))] += 1
+            elif mid is not None:
+                self.mapped[mid] += 1
+                found.append(mid)
+        return list(dict.fromkeys(found))
+
+    def _lookup(self, words: list[str]) -> tuple[str | None, bool]:
+        for length in range(len(words), 0, -1):
+            for start in range(len(words) - length + 1):
+                key = " ".join(words[start : start + length])
+                if key in self.table:
+                    return self.table[key], True
+        return None, False
+
+
+def _mapping_rows(text: str, origin: str, ontology: Ontology):
+    """``text,label`` rows (header optional) → (text, mid or None for ``-``)."""
+    for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or row[0].lstrip().startswith("#") or [c.strip().lower() for c in row] == ["text", "label"]:
+            continue
+        if len(row) != 2:
+            raise ValueError(f"{origin}:{line_no}: expected text,label, got {row!r}")
+        label = row[1].strip()
+        try:
+            yield row[0].strip(), None if label == IGNORE else ontology.resolve(label)
+        except UnknownLabelError as exc:
+            raise ValueError(f"{origin}:{line_no}: {exc}") from None
+
+
+def cue_descriptions(cue: Cue) -> tuple[list[str], bool]:
+    """A cue's sound-description texts, and whether it shows music notes. A ``♪`` line's own text
+    is a description when it reads as one (``♪ upbeat music ♪``); otherwise it is a lyric (the
+    caller labels it music). Speaker labels (a group followed by ``:``) and dialogue are left
+    out."""
+    texts: list[str] = []
+    notes = False
+    for raw in cue.lines:
+        line = _TAGS.sub("", raw)
+        for match in _GROUP.finditer(line):
+            if not line[match.end() :].lstrip().startswith(":"):
+                texts.append(match.group(1) or match.group(2))
+        if any(n in line for n in MUSIC_NOTES):
+            notes = True
+            inner = _GROUP.sub(" ", line).translate({ord(n): " " for n in MUSIC_NOTES}).strip(" -#*")
+            if _NOTE_DESCRIPTION.search(inner):  # "♪ upbeat music ♪", not a lyric
+                texts.append(inner)
+    return texts, notes
+
+
+@dataclass
+class SubtitleLibrary:
+    requests: list[ClipRequest]
+    failures: list[SourceFailure]
+    report: dict
+
+
+def read_subtitle_library(
+    root: str, ontology: Ontology | None = None, *, mapping_uri: str | None = None, allow_overlaps: bool = False,
+    mapper: DescriptionMapper | None = None,
+) -> SubtitleLibrary:
+    """Every medium below ``root`` (folder or s3:// prefix) with a subtitle file beside it →
+    one request labelled by its sound descriptions; see the module docstring."""
+    ontology = ontology or Ontology.load()
+    mapper = replace(mapper or DescriptionMapper.load(ontology, mapping_uri), mapped=Counter(), unmapped=Counter())
+    media, input_failures = discover([root])
+    failures = [SourceFailure(f.input, f.reason, f.message) for f in input_failures if f.status == "failed"]
+    subtitled, _ = discover([root], extensions=SUBTITLE_SUFFIXES)
+    by_stem: dict[str, str] = {}
+    for item in sorted(subtitled, key=lambda i: not i.uri.lower().endswith(".vtt")):
+        by_stem.setdefault(_stem_uri(item.uri), item.uri)  # a .vtt beside a .srt is the one used
+    if media and not by_stem:
+        failures.append(SourceFailure(root, reasons.EMPTY_INPUT, "no .vtt or .srt file below it: subtitles sit beside their media, same name"))
+    requests: list[ClipRequest] = []
+    counts = Counter()
+    used_stems = set()
+    for item in media:
+        stem = _stem_uri(item.uri)
+        uri = by_stem.get(stem)
+        if uri is None:
+            counts["media_without_subtitles"] += 1
+            continue
+        used_stems.add(stem)
+        counts["subtitle_files"] += 1
+        try:
+            cues = _read_subtitle_file(uri, allow_overlaps)
+        except _SubtitleError as exc:
+            failures.append(SourceFailure(uri, exc.reason, str(exc)))
+            continue
+        events: list[LabelEvent] = []
+        for cue in cues:
+            texts, notes = cue_descriptions(cue)
+            mids = [m for text in texts for m in mapper.classes(text)]
+            if notes and not mids:
+                mids.append(ontology.resolve("Music"))  # ♪ with lyrics, or alone: music is playing
+                counts["music_note_cues"] += 1
+            events += [LabelEvent(m, cue.start_ms, cue.end_ms) for m in dict.fromkeys(mids)]
+            counts["sound_cues"] += bool(mids)
+        events = _merged(events)
+        if not events:
+            counts["files_without_sound_cues"] += 1
+            continue
+        labels = tuple(dict.fromkeys(e.label for e in events))
+        requests.append(ClipRequest(make_clip_id(item.uri, None, None), item.uri, None, None, labels, uri, events=tuple(events)))
+    orphans = sorted(u for s, u in by_stem.items() if s not in used_stems)
+    report = {
+        "root": root,
+        "media": len(media),
+        **{k: counts[k] for k in ("subtitle_files", "media_without_subtitles", "files_without_sound_cues", "sound_cues", "music_note_cues")},
+        "media_used": len(requests),
+        "classes": {ontology.name(m): n for m, n in mapper.mapped.most_common()},
+        "unmapped_texts": dict(mapper.unmapped.most_common()),
+        "subtitles_without_media": orphans[:50],
+    }
+    return SubtitleLibrary(requests, failures, report)
+
+
+def _stem_uri(uri: str) -> str:
+    head, _, tail = uri.rpartition("/")
+    return f"{head}/{tail.rsplit('.', 1)[0]}" if "." in tail else uri
+
+
+class _SubtitleError(ValueError):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _read_subtitle_file(uri: str, allow_overlaps: bool) -> list[Cue]:
+    data = storage.read_bytes(uri)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _SubtitleError(reasons.SUBTITLE_ENCODING, f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); save it as UTF-8") from None
+    try:
+        cues = read_cues(text, srt=uri.lower().endswith(".srt"), strict=True)
+    except CueFileError as exc:
+        raise _SubtitleError(reasons.SUBTITLE_TIMING, str(exc)) from None
+    if not allow_overlaps:
+        _check_overlaps(cues)
+    return cues
+
+
+def _check_overlaps(cues: list[Cue]) -> None:
+    """Two cues shown at once in the same place (an SRT has one place): a timing error."""
+    ordered = sorted(enumerate(cues, start=1), key=lambda c: (c[1].start_ms, c[1].end_ms))
+    for (i, a), (j, b) in zip(ordered, ordered[1:]):
+        if b.start_ms < a.end_ms - OVERLAP_TOLERANCE_MS and a.settings == b.settings:
+            raise _SubtitleError(
+                reasons.SUBTITLE_OVERLAP,
+                f"cue {i} ({_clock(a.start_ms)}–{_clock(a.end_ms)}) and cue {j} ({_clock(b.start_ms)}–{_clock(b.end_ms)}) "
+                f"overlap by {(a.end_ms - b.start_ms) / 1000:.3f} s; fix the timing, or pass --allow-overlapping-cues",
+            )
+
+
+def _clock(ms: int) -> str:
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
+
+
+def _merged(events: list[LabelEvent]) -> list[LabelEvent]:
+    """One event per stretch of a class: cues of one class that overlap or touch are joined."""
+    out: list[LabelEvent] = []
+    for e in sorted(events, key=lambda e: (e.label, e.onset_ms)):
+        if out and out[-1].label == e.label and e.onset_ms <= out[-1].offset_ms:
+            out[-1] = LabelEvent(e.label, out[-1].onset_ms, max(out[-1].offset_ms, e.offset_ms))
+        else:
+            out.append(e)
+    return sorted(out, key=lambda e: (e.onset_ms, e.offset_ms, e.label))
+
+
+def subtitle_summary(report: dict, top: int = 8) -> str:
+    """What a ``--subtitles`` root gave, in a few lines for the console."""
+    lines = [
+        f"subtitles {report['root']}: {report['media_used']} of {report['media']} media labelled by {report['sound_cues']} sound cues "
+        f"({report['subtitle_files']} subtitle files; {report['media_without_subtitles']} media without one; "
+        f"{report['files_without_sound_cues']} files with no sound cue)"
+    ]
+    if report["classes"]:
+        lines.append("  classes: " + ", ".join(f"{name} ×{n}" for name, n in list(report["classes"].items())[:top]))
+    if report["unmapped_texts"]:
+        texts = list(report["unmapped_texts"].items())
+        more = f" and {len(texts) - top} more (dataset.json)" if len(texts) > top else ""
+        lines.append(
+            f"  {len(texts)} description texts map to no class: " + ", ".join(f"{t!r} ×{n}" for t, n in texts[:top]) + more
+            + "; give them a label (or '-') in --subtitle-map"
+        )
+    return "\n".join(lines)
