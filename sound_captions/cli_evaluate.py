@@ -26,15 +26,17 @@ def evaluate_cmd(model_uri, data_uri, split, out_dir, batch_size, device):
 
 @click.command("evaluate-run")
 @click.argument("run_out")
-@click.option("--truth", "truth_csv", required=True, help="Events CSV (source,onset_s,offset_s,label): what sounds when, per input.")
-@click.option("--out", "out_dir", default=None, help="Folder (local or s3://) for report.json.")
+@click.option("--truth", "truth_csv", required=True, metavar="CSV_OR_DIR",
+              help="Events CSV (source,onset_s,offset_s,label), or a folder/s3:// prefix of held-out media with their SDH subtitles beside them.")
+@click.option("--out", "out_dir", default=None, help="Folder (local or s3://) for report.json, PNG plots and index.html.")
 @click.option("--model", default=None, help="Bundle whose caption texts the run used (default: the packaged vocabulary).")
 @click.option("--vocabulary", default=None, help="The --vocabulary CSV the run was captioned with, if any.")
 @click.option("--min-overlap-s", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="A truth event counts for second k when it overlaps [k, k+1) by at least this much.")
 def evaluate_run_cmd(run_out, truth_csv, out_dir, model, vocabulary, min_overlap_s):
     """Per-second P/R/F1/ER of a caption run's .vtt files (what a viewer reads) against the truth,
-    with false captions in silence, event timing errors and confusions."""
+    with false captions in silence, event timing errors and confusions; --out writes report.json,
+    f1_per_class.png, confusion.png and a self-contained index.html."""
     from sound_captions.evaluate_run import evaluate_run, summary_text
 
     caption_text = None
@@ -50,3 +52,6 @@ def evaluate_run_cmd(run_out, truth_csv, out_dir, model, vocabulary, min_overlap
         caption_text = CaptionVocabulary.load(vocabulary).captions
     report = evaluate_run(run_out, truth_csv, out_dir=out_dir, caption_text=caption_text, min_overlap_s=min_overlap_s)
     click.echo(summary_text(report), nl=False)
+    if out_dir:
+        for uri in (report["report_uri"], *report["plots"].values(), report["page_uri"]):
+            click.echo(f"wrote {uri}")

@@ -21,7 +21,6 @@ under ``labels_missing_from_dataset`` because the data was never annotated for t
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -41,7 +40,7 @@ from sound_captions.context import (
 from sound_captions.dataset import shards
 from sound_captions.evaluate_plots import MAX_CONFUSION_LABELS, labels_by_support, write_plots
 from sound_captions.features import to_model_input
-from sound_captions.metrics import average_precision, mean_average_precision, segment_metrics
+from sound_captions.metrics import average_precision, json_safe, mean_average_precision, segment_metrics
 
 REPORT_FORMAT = "sound-captions/evaluation/1"
 REPORT_NAME = "report.json"
@@ -159,21 +158,6 @@ def label_confusion(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, np.ndar
     }
 
 
-def _json_safe(value):
-    """NaN/inf → None, numpy scalars/arrays → Python, recursively (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def evaluate(
     bundle: ModelBundle | str,
     data_uri: str,
@@ -252,6 +236,6 @@ def evaluate(
         report["plots"] = write_plots(report, bundle, y_true, scores, out_dir)
         report["report_uri"] = storage.join(out_dir, REPORT_NAME)
         storage.write_text(
-            report["report_uri"], json.dumps(_json_safe(report), indent=2, allow_nan=False)
+            report["report_uri"], json.dumps(json_safe(report), indent=2, allow_nan=False)
         )
     return report

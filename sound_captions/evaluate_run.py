@@ -1,9 +1,10 @@
 """A caption run's ``.vtt`` files (what a viewer reads) + per-second truth → a report.
 
     <run>/_report/report.parquet ─► each captioned input's .vtt ─► seconds it captions, per class
-    events CSV (source,onset_s,offset_s,label) ─► seconds each class truly sounds
+    events CSV or SDH subtitles (load_truth)   ─► seconds each class truly sounds
                                               ─► per-second P/R/F1/ER, false captions in silence,
                                                  onset/offset errors, confusions → report.json
+                                                 (+ PNG plots and index.html: ``evaluate_run_page``)
 
 Seconds: a caption is on in second k when a cue covers all of [k, k+1) (cues are whole seconds);
 a truth class is on when its events overlap [k, k+1) by at least ``min_overlap_s`` (the dataset
@@ -33,11 +34,14 @@ from sound_captions.caption.cues import read_cues
 from sound_captions.caption.report import REPORT_DIR
 from sound_captions.caption.style import base_caption
 from sound_captions.dataset.stages import second_labels
-from sound_captions.metrics import segment_metrics
+from sound_captions.metrics import json_safe, segment_metrics
 from sound_captions.ontology import Ontology
 from sound_captions.sources.events import read_events
+from sound_captions.sources.requests import ClipRequest, SourceFailure
+from sound_captions.sources.subtitles import read_subtitle_library
 
 REPORT_FORMAT = "sound-captions/run-evaluation/1"
+REPORT_NAME = "report.json"
 
 
 class RunEvaluationError(ValueError):
@@ -120,15 +124,31 @@ def _runs(active: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
+def load_truth(truth: str, ontology: Ontology) -> tuple[list[ClipRequest], list[SourceFailure]]:
+    """The truth to judge a run against: one request per source with its events, and the rows
+    or files that could not be used. ``truth`` is an events CSV (``sources/events.read_events``)
+    or a folder / s3:// prefix of held-out media with their human SDH subtitles beside them
+    (``sources/subtitles.read_subtitle_library``, the reader ``dataset build --subtitles`` uses)."""
+    if truth.lower().endswith(".csv"):
+        return read_events(truth, ontology)
+    library = read_subtitle_library(truth, ontology)
+    return library.requests, library.failures
+
+
 def evaluate_run(
     run_out: str, truth_csv: str, *, out_dir: str | None = None, caption_text: dict[str, str] | None = None,
     min_overlap_s: float = 0.5, ontology: Ontology | None = None,
 ) -> dict:
-    """Score a caption run's ``.vtt`` files against an events CSV; see the module docstring."""
+    """Score a caption run's ``.vtt`` files against the truth (:func:`load_truth`); see the
+    module docstring.
+
+    With ``out_dir`` (local or s3://), writes ``report.json``, the PNG plots and ``index.html``
+    there; the report then also names them (``report_uri``, ``plots``: name → URI, ``page_uri``).
+    """
     from sound_captions.caption.vocabulary import CaptionVocabulary
 
     ontology = ontology or Ontology.load()
-    requests, truth_failures = read_events(truth_csv, ontology)
+    requests, truth_failures = load_truth(truth_csv, ontology)
     truth = {_key(r.source): r for r in requests}
     if caption_text is None:
         caption_text = CaptionVocabulary.load().captions
@@ -198,7 +218,11 @@ def evaluate_run(
         "truth_failures": [{"item": f.item, "reason": f.reason, "message": f.message} for f in truth_failures],
     }
     if out_dir:
-        storage.write_text(storage.join(out_dir, "report.json"), json.dumps(report, indent=2, default=float))
+        from sound_captions.evaluate_run_page import write_run_page
+
+        report["plots"], report["page_uri"] = write_run_page(report, out_dir)
+        report["report_uri"] = storage.join(out_dir, REPORT_NAME)
+        storage.write_text(report["report_uri"], json.dumps(json_safe(report), indent=2, allow_nan=False))
     return report
 
 

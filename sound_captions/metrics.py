@@ -18,6 +18,7 @@ after the other with the same metric object.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -379,3 +380,18 @@ def tune_thresholds(
         ``_threshold_between``), so ``>=`` and ``>`` give the same validation decisions.
     """
     return tune_thresholds_pooled(y_true, scores, labels, target_precision, default, min_positives=0).thresholds
+
+
+def json_safe(value):
+    """NaN/inf → None, numpy scalars/arrays → Python, recursively (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

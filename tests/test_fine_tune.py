@@ -1,6 +1,7 @@
 """The fine-tune path of an accessibility team (issue 12), end to end on generated media: their
-captioned videos (per-second truth as an events CSV) → ``dataset build --events`` → ``train
---init-from BUNDLE`` → ``caption`` the rest → ``evaluate-run`` against held-out truth. And the
+captioned videos (their SDH subtitles beside them) → ``dataset build --subtitles`` → ``train
+--init-from BUNDLE`` → ``caption`` the rest → ``evaluate-run`` against the held-out videos'
+subtitles. And the
 weights a fine-tune starts from: shared labels keep their output rows, new ones start fresh."""
 
 from __future__ import annotations
@@ -63,19 +64,19 @@ def test_captioned_videos_to_a_fine_tuned_model_judged_on_held_out_videos(ray_se
     }
     held_out = {"rest/e.mp4": [("music", 4), ("silence", 2), ("beep", 3)], "rest/f.mp4": [("beep", 3), ("music", 3)]}
 
-    def events_csv(media: dict, name: str) -> str:
-        rows = ["source,onset_s,offset_s,label"]
+    def captioned(media: dict) -> None:
+        """Each video with a viewer's SDH subtitles beside it: dialogue, [beeping], ♪ ♪."""
         for index, (rel, segments) in enumerate(media.items()):
-            make_media(library / rel, segments, seed=40 + index + len(name))
-            t = 0
+            make_media(library / rel, segments, seed=40 + index + len(media))
+            cues, t = [], 0
             for kind, seconds in segments:
-                if kind != "silence":
-                    rows.append(f"{rel},{t},{t + seconds},{KIND_LABELS[kind]}")
+                text = {"beep": "[beeping]\nWhat is that noise?", "music": "♪ ♪", "silence": "- Quiet now."}[kind]
+                cues.append(f"{len(cues) + 1}\n{_srt_time(t)} --> {_srt_time(t + seconds)}\n{text}\n")
                 t += seconds
-        (library / name).write_text("\n".join(rows) + "\n")
-        return str(library / name)
+            (library / rel).with_suffix(".srt").write_text("\n".join(cues))
 
-    train_truth, held_truth = events_csv(train_media, "train.csv"), events_csv(held_out, "held-out.csv")
+    captioned(train_media)
+    captioned(held_out)
     runner = CliRunner()
 
     def run(*args):
@@ -83,14 +84,19 @@ def test_captioned_videos_to_a_fine_tuned_model_judged_on_held_out_videos(ray_se
         assert result.exit_code == 0, result.output
         return result.output
 
-    run("dataset", "build", "--events", train_truth, "--out", str(tmp_path / "ds"), "--split", "0.5,0.5,0", "--no-progress")
+    built = run("dataset", "build", "--subtitles", str(library / "captioned"), "--out", str(tmp_path / "ds"), "--split", "0.5,0.5,0", "--no-progress")
     run("train", "--data", str(tmp_path / "ds"), "--out", str(tmp_path / "run"), "--init-from", str(base), "--epochs", "2", "--learning-rate", "0.0003", "--patience", "0")
+    assert "4 of 4 media labelled" in built and "map to no class" not in built
     tuned = load_bundle(str(tmp_path / "run" / "model.bundle"))
     assert tuned.architecture == load_bundle(str(base)).architecture and sorted(tuned.labels) == sorted([BEEP, MUSIC])
     assert tuned.training["init_from"]["labels_shared"] == 2 and tuned.training["init_from"]["labels_new"] == 0
 
     run("caption", str(library / "rest"), "--model", str(tmp_path / "run" / "model.bundle"), "--out", str(tmp_path / "captions"))
-    summary = run("evaluate-run", str(tmp_path / "captions"), "--truth", held_truth, "--model", str(tmp_path / "run" / "model.bundle"), "--out", str(tmp_path / "eval"))
+    summary = run("evaluate-run", str(tmp_path / "captions"), "--truth", str(library / "rest"), "--model", str(tmp_path / "run" / "model.bundle"), "--out", str(tmp_path / "eval"))
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert len(report["videos"]) == 2 and report["n_seconds"] == 15
     assert report["overall"]["f_measure"] >= 0.8, summary
+
+
+def _srt_time(seconds: int) -> str:
+    return f"00:{seconds // 60:02d}:{seconds % 60:02d},000"
