@@ -25,7 +25,7 @@ def labels_by_support(segment: dict, labels: Sequence[str], limit: int) -> list[
     return ranked[:limit]
 
 
-def _short(name: str, width: int = 28) -> str:
+def short(name: str, width: int = 28) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
@@ -110,7 +110,7 @@ def plot_pr_curves(report: dict, y_true: np.ndarray, scores: np.ndarray, uri: st
             precision,
             where="post",
             color=colour,
-            label=f"{_short(names[mid])} (AP {report['average_precision'][mid]:.2f})",
+            label=f"{short(names[mid])} (AP {report['average_precision'][mid]:.2f})",
         )
         fires = scores[:, j] >= report["thresholds"][mid]
         if fires.any():
@@ -173,7 +173,7 @@ def plot_f1_per_label(report: dict, uri: str) -> str:
     else:
         ypos = np.arange(len(shown))
         ax.barh(ypos, [f1(m) for m in shown], color="tab:blue")
-        ax.set_yticks(ypos, [_short(names[m], 36) for m in shown])
+        ax.set_yticks(ypos, [short(names[m], 36) for m in shown])
         ax.invert_yaxis()
         for y, mid in zip(ypos, shown, strict=True):
             c = cw[mid]
@@ -194,12 +194,12 @@ def plot_f1_per_label(report: dict, uri: str) -> str:
     return save_png(fig, uri)
 
 
-def _log_count_ticks(peak: int) -> list[int]:
+def log_count_ticks(peak: int) -> list[int]:
     steps = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 100000, 1000000]
     return [v for v in steps if v <= max(peak, 1)]
 
 
-def _draw_counts(
+def draw_counts(
     ax, matrix: np.ndarray, rows: list[str], cols: list[str], title: str, annotate: bool
 ):
     image = ax.imshow(np.log1p(matrix), cmap="Blues", aspect="equal", vmin=0.0)
@@ -236,17 +236,17 @@ def plot_label_confusion(report: dict, uri: str) -> str:
     false_alarms = np.zeros((n + 1, n), dtype=np.int64)
     false_alarms[:n, :] = np.asarray(conf["false_alarms"], dtype=np.int64).reshape(n, n)
     false_alarms[n, :] = conf["no_reference"]
-    rows = [_short(names[m]) for m in shown] + ["(no reference label)"]
-    cols = [_short(names[m]) for m in shown]
+    rows = [short(names[m]) for m in shown] + ["(no reference label)"]
+    cols = [short(names[m]) for m in shown]
     panel_in = max(3.2, 0.4 * (n + 1))
     fig = new_figure(2.4 + 2 * panel_in + 1.8, panel_in + 4.6)
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [n + 1, max(n, 1)]})
     annotate = n <= 20
-    _draw_counts(
+    draw_counts(
         left, everything, rows, [*cols, "(nothing predicted)"], "every detection", annotate
     )
     left.set_ylabel("true label (in reference)")
-    image = _draw_counts(
+    image = draw_counts(
         right,
         false_alarms,
         rows,
@@ -260,7 +260,7 @@ def plot_label_confusion(report: dict, uri: str) -> str:
         ax.images[0].set_clim(0.0, ceiling)
     colorbar = fig.colorbar(image, ax=[left, right], shrink=0.6)
     colorbar.set_label("windows (log scale)")
-    ticks = _log_count_ticks(int(everything.max()))
+    ticks = log_count_ticks(int(everything.max()))
     colorbar.set_ticks(np.log1p(ticks), labels=[str(v) for v in ticks])
     subset = (
         ""

@@ -18,7 +18,7 @@ from collections.abc import Collection
 import numpy as np
 
 from sound_captions import storage
-from sound_captions.evaluate_plots import MAX_BAR_LABELS, MAX_CONFUSION_LABELS, _draw_counts, _log_count_ticks, _short, labels_by_support
+from sound_captions.evaluate_plots import MAX_BAR_LABELS, MAX_CONFUSION_LABELS, draw_counts, labels_by_support, log_count_ticks, short
 from sound_captions.plots import new_figure, save_png
 
 PLOT_NAMES = ("f1_per_class", "confusion")
@@ -69,7 +69,7 @@ def plot_prf_per_class(report: dict, uri: str) -> str:
         for k, (key, colour) in enumerate((("precision", "tab:orange"), ("recall", "tab:green"), ("f_measure", "tab:blue"))):
             ax.barh(ypos + (k - 1) * 0.27, [_zero_nan(cw[m][key]) for m in shown], height=0.27, color=colour,
                     label={"f_measure": "F1"}.get(key, key))
-        ax.set_yticks(ypos, [_short(cw[m]["name"], 36) for m in shown])
+        ax.set_yticks(ypos, [short(cw[m]["name"], 36) for m in shown])
         ax.invert_yaxis()
         for y, mid in zip(ypos, shown, strict=True):
             c = cw[mid]
@@ -113,13 +113,13 @@ def plot_run_confusion(report: dict, uri: str) -> str:
     matrix = np.array([[seconds.get((t, q), 0) for q in cols] for t in rows], dtype=np.int64)
     fig = new_figure(max(6.5, 4.6 + 0.4 * len(cols)), 3.6 + 0.4 * len(rows))
     ax = fig.subplots()
-    image = _draw_counts(ax, matrix, [_short(names.get(m, m)) for m in rows], [_short(names.get(m, m)) for m in cols],
+    image = draw_counts(ax, matrix, [short(names.get(m, m)) for m in rows], [short(names.get(m, m)) for m in cols],
                          "Confusions per second\nrow: truth class missed, column: captioned instead", len(rows) <= 20)
     ax.set_xlabel("captioned class")
     ax.set_ylabel("truth class")
     colorbar = fig.colorbar(image, ax=ax, shrink=0.6)
     colorbar.set_label("seconds (log scale)")
-    ticks = _log_count_ticks(int(matrix.max()))
+    ticks = log_count_ticks(int(matrix.max()))
     colorbar.set_ticks(np.log1p(ticks), labels=[str(v) for v in ticks])
     return save_png(fig, uri)
 
