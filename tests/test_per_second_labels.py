@@ -119,3 +119,27 @@ def test_a_clip_in_a_segment_list_and_a_strong_tsv_keeps_its_event_times(tmp_pat
     (request,) = plan.requests
     assert [(e.onset_ms, e.offset_ms) for e in request.events] == [(3000, 6000)]
     assert [f.reason for f in plan.failures] == ["duplicate"]
+
+
+def test_together_sequences_keep_the_per_second_labels_of_clips_with_event_times(tmp_path):
+    """A clip with event times joins the "together" pool as one member per stretch of one label
+    set (its silent stretch too, a negative), so each stitched second keeps its own labels."""
+    from sound_captions.dataset.augmentation import BuildAugmentConfig
+    from sound_captions.dataset.stages import concat_batches, together_stage
+
+    make_media(tmp_path / "a.mp4", [("beep", 2), ("silence", 2), ("music", 2)], seed=11)
+    make_media(tmp_path / "b.mp4", [("noise", 3)], seed=12)
+    rows = [
+        {"clip_id": "a", "source": str(tmp_path / "a.mp4"), "start_s": None, "end_s": None, "labels": join_labels([BEEP, MUSIC]),
+         "split": "train", "events": join_events([(BEEP, 0, 2000), (MUSIC, 4000, 6000)])},
+        {"clip_id": "b", "source": str(tmp_path / "b.mp4"), "start_s": None, "end_s": None, "labels": join_labels([NOISE]), "split": "train", "events": ""},
+    ]  # fmt: skip
+    batch = concat_batches([decode_windows(r, CFG) for r in rows])
+    aug = BuildAugmentConfig(together=3, together_clips=3, together_seconds=(1, 2), seed=0)
+    out = together_stage({k: v.copy() for k, v in batch.items()}, CFG.to_dict(), aug.to_dict())
+    originals = {(tuple(batch["window"][i].tolist())): batch["labels"][i] for i in range(len(batch["clip_id"]))}
+    stitched = [i for i in range(len(out["clip_id"])) if out["augment"][i] == "together"]
+    members = {m for i in stitched for m in str(out["source"][i]).removeprefix("together:").split("+")}
+    assert {"a#0", "a#1", "a#2", "b"} <= members  # a's beep, silent and music stretches, and b
+    assert all(out["labels"][i] == originals[tuple(out["window"][i].tolist())] for i in stitched)  # each second's own labels
+    assert {out["labels"][i] for i in stitched} == {BEEP, "", MUSIC, NOISE}

@@ -228,6 +228,13 @@ def feature_stage(batch: dict[str, np.ndarray], feature_config: dict, threads: i
     return add_spectrograms(batch, FeatureConfig.from_dict(feature_config))
 
 
+def _label_runs(labels: list[str]) -> list[tuple[int, int]]:
+    """(start, end) of each run of equal labels: a clip with event times is several members of
+    the "together" pool, one per stretch of seconds with one label set (none: a negative)."""
+    starts = [0] + [k for k in range(1, len(labels)) if labels[k] != labels[k - 1]]
+    return list(zip(starts, starts[1:] + [len(labels)], strict=True))
+
+
 def together_stage(batch: dict[str, np.ndarray], feature_config: dict, augment: dict) -> dict[str, np.ndarray]:
     """Ray Data stage: window rows → the same rows plus stitched "together" sequences.
 
@@ -249,9 +256,10 @@ def together_stage(batch: dict[str, np.ndarray], feature_config: dict, augment: 
     pool = {}
     for clip_id, rows in seconds.items():
         order = [rows[k] for k in sorted(rows)]
-        if len({batch["labels"][j] for j in order}) > 1:
-            continue  # per-second labels (event times): a stitched run of seconds would carry the wrong ones
-        pool[clip_id] = (batch["window"][order].reshape(-1), tuple(split_labels(batch["labels"][order[0]])))
+        runs = _label_runs([batch["labels"][j] for j in order])
+        for n, (a, b) in enumerate(runs):  # per-second labels: each run of one label set is a member
+            key = clip_id if len(runs) == 1 else f"{clip_id}#{n}"
+            pool[key] = (batch["window"][order[a:b]].reshape(-1), tuple(split_labels(batch["labels"][order[a]])))
     sequences = together_sequences(pool, cfg, aug)
     if not sequences:
         return batch
