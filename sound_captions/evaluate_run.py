@@ -131,7 +131,10 @@ def load_truth(truth: str, ontology: Ontology) -> tuple[list[ClipRequest], list[
     (``sources/subtitles.read_subtitle_library``, the reader ``dataset build --subtitles`` uses)."""
     if truth.lower().endswith(".csv"):
         return read_events(truth, ontology)
-    library = read_subtitle_library(truth, ontology)
+    try:
+        library = read_subtitle_library(truth, ontology)
+    except ValueError as exc:
+        raise RunEvaluationError(f"--truth: {exc} (or an events .csv)") from None
     return library.requests, library.failures
 
 

@@ -119,6 +119,8 @@ def test_held_out_media_with_their_sdh_subtitles_are_the_same_truth(run):
     assert from_subtitles["truth_failures"] == [] and from_subtitles["truth"] == str(run / "lib")
     result = CliRunner().invoke(main, ["evaluate-run", str(run / "captions"), "--truth", str(run / "lib")])
     assert result.exit_code == 0 and "F1 0.615" in result.output
+    result = CliRunner().invoke(main, ["evaluate-run", str(run / "captions"), "--truth", str(run / "lib" / "a.srt")])
+    assert result.exit_code == 2 and "error: --truth:" in result.output and "a folder or s3:// prefix" in result.output
 
 
 def test_the_cli_prints_the_summary_and_refuses_what_is_not_a_run(run):

@@ -157,6 +157,8 @@ def test_bad_subtitle_files_are_recorded_failures_of_their_media_only(tmp_path):
     assert failed["reversed.srt"][0] == reasons.SUBTITLE_TIMING and failed["garbage.vtt"][0] == reasons.SUBTITLE_TIMING
     allowed = read_subtitle_library(str(lib), ONTOLOGY, allow_overlaps=True)
     assert "overlap.mp4" in {r.source.rsplit("/", 1)[-1] for r in allowed.requests}
+    with pytest.raises(ValueError, match="a folder or s3:// prefix"):
+        read_subtitle_library(str(lib / "good.mp4"), ONTOLOGY)
     bare = _library(tmp_path / "bare", {"x.mp4": b"x"})
     empty = read_subtitle_library(str(bare), ONTOLOGY)
     assert empty.requests == [] and [(f.reason, f.item) for f in empty.failures] == [(reasons.EMPTY_INPUT, str(bare))]

@@ -181,6 +181,8 @@ def read_subtitle_library(
 ) -> SubtitleLibrary:
     """Every medium below ``root`` (folder or s3:// prefix) with a subtitle file beside it →
     one request labelled by its sound descriptions; see the module docstring."""
+    if not storage.is_s3(root) and not storage.local_path(root).is_dir():
+        raise ValueError(f"{root}: subtitles are read from a folder or s3:// prefix of media with their .vtt/.srt beside them")
     ontology = ontology or Ontology.load()
     mapper = replace(mapper or DescriptionMapper.load(ontology, mapping_uri), mapped=Counter(), unmapped=Counter())
     media, input_failures = discover([root])
