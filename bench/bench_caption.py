@@ -36,6 +36,40 @@ def decode_only(paths: list[Path], workers: int) -> float:
     return time.perf_counter() - started
 
 
+def model_only(model: str, threads: int, batch: int = 256, repeats: int = 3) -> dict[str, float]:
+    """Windows/s of the model alone, on random spectrograms: plain eager NCHW (what the job did
+    before) against the caption job's inference actor (channels-last convolutions)."""
+    import numpy as np
+    import torch
+
+    from sound_captions.bundle import load_bundle
+    from sound_captions.caption.stages import Classifier
+    from sound_captions.context import per_second_outputs
+    from sound_captions.features import to_model_input
+
+    bundle = load_bundle(model)
+    h, w, c = bundle.feature_config.shape
+    spec = np.random.default_rng(0).standard_normal((batch, h, w, c)).astype(np.float16)
+    actor = Classifier(model, threads=threads)  # pins torch to ``threads``
+    net = bundle.build_model()
+
+    def eager():
+        with torch.inference_mode():
+            per_second_outputs(net, to_model_input(spec), bundle.context)
+
+    def job():
+        actor({"spectrogram": spec.copy(), "kind": np.full(batch, "window", dtype=object)})
+
+    out = {}
+    for name, run in (("eager_nchw", eager), ("caption_actor", job)):
+        run()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            run()
+        out[name] = round(batch * repeats / (time.perf_counter() - t0), 1)
+    return out
+
+
 def stage_profile(paths: list[Path], model: str, out: Path) -> dict[str, float]:
     """Seconds per hour of media of each stage, run one after another in this process on one
     thread (the caption job overlaps them across Ray tasks; this shows which one bounds it):
@@ -49,13 +83,12 @@ def stage_profile(paths: list[Path], model: str, out: Path) -> dict[str, float]:
     from sound_captions.caption.inputs import discover
     from sound_captions.caption.outputs import settings_digest, write_outputs
     from sound_captions.caption.postprocess import PostprocessConfig, scores_to_cues
-    from sound_captions.caption.stages import SecondScorer, window_level_dbfs
-    from sound_captions.context import per_second_outputs
-    from sound_captions.features import frame_windows, spectrograms_where, to_model_input
+    from sound_captions.caption.stages import Classifier, SecondScorer, window_level_dbfs
+    from sound_captions.features import frame_windows, spectrograms_where
 
     torch.set_num_threads(1)
     bundle = load_bundle(model)
-    net = bundle.build_model()
+    classifier = Classifier(model, threads=1)
     scorer = SecondScorer(bundle)
     t = dict.fromkeys(("discover", "decode", "features", "inference", "post-processing", "writing"), 0.0)
     t0 = time.perf_counter()
@@ -74,12 +107,11 @@ def stage_profile(paths: list[Path], model: str, out: Path) -> dict[str, float]:
         t["features"] += time.perf_counter() - t0
         media_s += len(windows)
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            parts = []
-            for start in range(0, len(spec), 256):
-                x = to_model_input(spec[start : start + 256])
-                parts.append(per_second_outputs(net, x, bundle.context).numpy())
-            scores = scorer(np.concatenate(parts), level)
+        parts = []
+        for start in range(0, len(spec), 256):  # the job's own inference actor, called in-process
+            batch = classifier({"spectrogram": spec[start : start + 256], "kind": np.full(len(spec[start : start + 256]), "window", dtype=object)})
+            parts.append(batch["embedding" if bundle.context else "scores"])
+        scores = scorer(np.concatenate(parts), level)
         t["inference"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         cues, _ = scores_to_cues(scores, bundle.labels, bundle.thresholds, bundle.caption_text, PostprocessConfig())
@@ -153,13 +185,19 @@ def main() -> None:
         assert not run.failed, [(r.input, r.reason, r.message) for r in run.failed]
         per_h = media_h / (run.wall_s / 3600)
         stages = stage_profile(paths, model, work / f"profile-{name}")
+        alone = model_only(model, cores)
         figures["models"][name] = {
             "bundle": model, "pipeline_wall_s": round(run.wall_s, 2), "pipeline_h_per_wall_h": round(per_h, 1),
             "pipeline_to_floor_ratio": round(per_h / figures["decode_only_h_per_wall_h"], 3),
             "stage_s_per_media_h_one_thread": stages,
+            "model_only_windows_per_s": alone,
         }
         print(f"  caption job, {name:<20}: {per_h:8.1f} h of media per wall-hour ({run.wall_s:.1f} s), ratio to the floor {per_h / figures['decode_only_h_per_wall_h']:.3f}")
         print("      one thread, seconds per hour of media: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
+        print(
+            f"      model alone, {cores} threads, batch 256: eager NCHW {alone['eager_nchw']:.0f} windows/s, "
+            f"the job's actor {alone['caption_actor']:.0f} ({alone['caption_actor'] / alone['eager_nchw']:.2f}×)"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
 
