@@ -37,7 +37,7 @@ JOHN: It's me. (laughs)
 
 4
 00:00:08,000 --> 00:00:09,500
-[speaking French]
+[speaking Klingon]
 
 5
 00:00:10,000 --> 00:00:12,000
@@ -67,12 +67,12 @@ def mapper() -> DescriptionMapper:
 
 
 def test_sound_descriptions_are_found_and_dialogue_and_speaker_labels_are_not():
-    assert cue_descriptions(Cue(0, 1000, "[DOOR SLAMS]\nWho's there?")) == (["DOOR SLAMS"], False)
-    assert cue_descriptions(Cue(0, 1000, "JOHN: It's me. (laughs)")) == (["laughs"], False)
-    assert cue_descriptions(Cue(0, 1000, "[JOHN]: Listen.")) == ([], False)  # a speaker label
-    assert cue_descriptions(Cue(0, 1000, "♪ upbeat music ♪")) == (["upbeat music"], True)
-    assert cue_descriptions(Cue(0, 1000, "♪ I will always love you ♪")) == ([], True)  # a lyric: notes only
-    assert cue_descriptions(Cue(0, 1000, "<i>[siren wails]</i>")) == (["siren wails"], False)
+    assert cue_descriptions(Cue(0, 1000, "[DOOR SLAMS]\nWho's there?")) == (["DOOR SLAMS"], [], False)
+    assert cue_descriptions(Cue(0, 1000, "JOHN: It's me. (laughs)")) == (["laughs"], [], False)
+    assert cue_descriptions(Cue(0, 1000, "[JOHN]: Listen.")) == ([], [], False)  # a speaker label
+    assert cue_descriptions(Cue(0, 1000, "♪ upbeat music ♪")) == ([], ["upbeat music"], True)
+    assert cue_descriptions(Cue(0, 1000, "<i>[siren wails]</i>")) == (["siren wails"], [], False)
+    assert cue_descriptions(Cue(0, 1000, "{\\an8}[thunder &amp; rain]")) == (["thunder & rain"], [], False)
 
 
 def test_descriptions_map_through_vocabulary_terms_and_ontology_names(mapper):
@@ -83,9 +83,13 @@ def test_descriptions_map_through_vocabulary_terms_and_ontology_names(mapper):
     assert mapper.classes("laughter and applause") == [MID("Laughter"), MID("Applause")]
     assert mapper.classes("Applause continues") == [MID("Applause")]
     assert mapper.classes("music stops") == []  # the sound is over: no class, and not "unmapped"
-    assert mapper.classes("speaking French") == []
+    assert mapper.classes("dog stops barking") == []
+    assert mapper.classes("speaking Klingon") == []
     assert mapper.classes("in French") == []  # an SDH term marked "-": ignored on purpose
-    assert dict(mapper.unmapped) == {"speaking french": 1}
+    assert dict(mapper.unmapped) == {"speaking klingon": 1}
+    assert mapper.classes("cat hisses") == [MID("Hiss")]  # SDH names the sound last
+    assert mapper.classes("rock and roll music") == [MID("Rock and roll")]  # one class, not "rock" + "roll music"
+    assert mapper.classes("tapping") == [MID("Tap")]  # not "Tapping (guitar technique)"
     assert not {MID("Speech")} & set(mapper.table.values())  # the transcript covers speech
 
 
@@ -125,13 +129,13 @@ def test_a_library_gives_one_request_per_subtitled_medium_with_its_events(tmp_pa
     assert set(a.labels) == {MID("Slam"), MID("Laughter"), MUSIC}
     b = by_name["b.mkv"]
     assert [(e.label, e.onset_ms, e.offset_ms) for e in b.events] == [
-        (MUSIC, 0, 2000), (MID("Dog"), 2000, 4000), (MID("Thunder"), 2000, 4000), (MID("Applause"), 5000, 6000),
+        (MUSIC, 0, 2000), (MID("Bark"), 2000, 4000), (MID("Thunder"), 2000, 4000), (MID("Applause"), 5000, 6000),
     ]  # fmt: skip  — a lyric is music; a line:0 cue may overlap the dialogue at the bottom
     report = library.report
     assert (report["media"], report["media_used"], report["subtitle_files"], report["media_without_subtitles"]) == (3, 2, 2, 1)
-    assert report["unmapped_texts"] == {"speaking french": 1}
+    assert report["unmapped_texts"] == {"speaking klingon": 1}
     assert report["subtitles_without_media"] == [str(lib / "lonely.srt")]
-    assert report["classes"]["Music"] == 1 and report["music_note_cues"] == 1
+    assert report["classes"]["Music"] == 1 and report["music_note_cues"] == 2
 
 
 def test_bad_subtitle_files_are_recorded_failures_of_their_media_only(tmp_path):
@@ -164,6 +168,32 @@ def test_bad_subtitle_files_are_recorded_failures_of_their_media_only(tmp_path):
     assert empty.requests == [] and [(f.reason, f.item) for f in empty.failures] == [(reasons.EMPTY_INPUT, str(bare))]
 
 
+def test_real_world_file_forms_are_read(tmp_path):
+    """Review of issue 12: a language-tagged name, UTF-16, SRT placement tags, our own captions
+    beside the medium, lyrics that mention music, and overlaps beyond the next cue."""
+    own = "WEBVTT\n\nNOTE sound-captions bundle=x settings=y input=1:2\n\n00:00.000 --> 00:01.000 line:0\n[applause]\n"
+    lib = _library(tmp_path, {
+        "a.mp4": b"x", "a.en.sdh.srt": "1\n00:00:01,000 --> 00:00:02,000\n[applause]\n",
+        "b.mp4": b"x", "b.vtt": own, "b.srt": "1\n00:00:00,000 --> 00:00:02,000\n♪ I'm playing with fire ♪\n",
+        "c.mp4": b"x", "c.srt": "1\n00:00:00,000 --> 00:00:04,000\n{\\an8}[rain]\n\n2\n00:00:01,000 --> 00:00:02,000\nIt's wet.\n",
+        "d.mp4": b"x", "d.srt": ("1\n00:00:00,000 --> 00:00:10,000\n[rain]\n\n2\n00:00:01,000 --> 00:00:02,000\n{\\an8}[thunder]\n\n"
+                                "3\n00:00:03,000 --> 00:00:04,000\nStill raining.\n"),
+    })  # fmt: skip
+    (lib / "e.mp4").write_bytes(b"x")
+    (lib / "e.srt").write_bytes("1\n00:00:00,000 --> 00:00:01,000\n[café chatter]\n".encode("utf-16"))
+    library = read_subtitle_library(str(lib), ONTOLOGY)
+    events = {r.source.rsplit("/", 1)[-1]: [(e.label, e.onset_ms, e.offset_ms) for e in r.events] for r in library.requests}
+    assert events["a.mp4"] == [(MID("Applause"), 1000, 2000)]  # a.en.sdh.srt pairs with a.mp4
+    assert events["b.mp4"] == [(MUSIC, 0, 2000)]  # our own b.vtt is no truth; a lyric is music, not "Fire"
+    assert events["c.mp4"] == [(MID("Rain"), 0, 4000)]  # {\an8} at the top, dialogue below: no overlap
+    assert events["e.mp4"] == [(MID("Chatter"), 0, 1000)]  # UTF-16 with its byte-order mark
+    (failure,) = library.failures
+    assert failure.item.endswith("d.srt") and failure.reason == reasons.SUBTITLE_OVERLAP
+    assert "cue 1 (00:00:00.000–00:00:10.000) and cue 3 (00:00:03.000–00:00:04.000) overlap by 1.000 s" in failure.message
+    assert library.report["own_captions_skipped"] == 1
+
+
+@pytest.mark.ray
 def test_dataset_build_from_subtitles_labels_the_seconds_the_cues_cover(ray_session, tmp_path):
     lib = tmp_path / "lib"
     make_media(lib / "show.mp4", [("silence", 1), ("beep", 3), ("silence", 1), ("music", 3), ("silence", 2)], seed=3)

@@ -1,6 +1,6 @@
 """A library's own SDH subtitles → clip requests with per-second truth.
 
-    <root>/news/0412.mp4 + news/0412.srt (or .vtt: same relative name, like --merge-with-speech)
+    <root>/news/0412.mp4 + news/0412.srt (or .vtt, or news/0412.en.srt: the same relative name)
       ─► the sound-description cues: ``[door slams]``, ``(applause)``, ``♪ upbeat music ♪``;
          dialogue, speaker labels (``[JOHN]:``) and "music stops" lines are no sound
       ─► each description → AudioSet classes (:class:`DescriptionMapper`)
@@ -9,8 +9,8 @@
 The medium's seconds outside every event are negatives for the classes its subtitles name (the
 events contract of ``dataset/stages.second_labels``). A subtitle file that cannot be trusted is a
 recorded :class:`SourceFailure` and its medium is not used: not UTF-8 (``subtitle_encoding``),
-broken or reversed timing (``subtitle_timing``), cues that overlap on screen
-(``subtitle_overlap``: an authoring error in SRT; WebVTT cues placed apart may overlap). A cue
+broken or reversed timing (``subtitle_timing``), cues that overlap on screen in the same place
+(``subtitle_overlap``; cues placed apart by WebVTT settings or SRT's ``{\an8}`` may overlap). A cue
 past the medium's end is found when the medium is decoded (``events_past_end``). Every
 description text that maps to no class is reported with its count, so the user can add it to
 their mapping CSV.
@@ -19,6 +19,7 @@ their mapping CSV.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
 from collections import Counter
@@ -42,9 +43,12 @@ MUSIC_NOTES = "♪♫♬"
 _TAGS = re.compile(r"<[^>]*>|\{\\[^}]*\}")  # WebVTT <i>/<c.x> and SRT {\an8} tags
 _GROUP = re.compile(r"\[([^\[\]]+)\]|\(([^()]+)\)")
 _PARTS = re.compile(r"\s*(?:,|;|&|/|\band\b|\bwith\b|\bthen\b|\bover\b)\s*")
+_JOINING = {"and", "with", "then", "over"}  # the words of _PARTS, as _words gives them
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-_NOTE_DESCRIPTION = re.compile(r"\b(?:music|song|tune|melody|play(?:s|ing)?)\b", re.IGNORECASE)
-_ENDED = re.compile(r"\b(?:stops?|stopped|ends?|ended|ceases?|cuts out|falls? silent|dies down)$")
+_ENDED = re.compile(r"\b(?:stops?|stopped|ends?|ended|ceases?|cuts (?:out|off)|falls? silent|dies down)\b")
+_PLACEMENT = re.compile(r"\{\\an?(\d+)\}")  # SRT's {\an8}: where the cue is shown
+_LANGUAGE_TAG = re.compile(r"\.[A-Za-z]{2,5}(?:[-_][A-Za-z]{2,4})?$")  # show.en.srt, show.eng.sdh.srt, show.pt-BR.srt
+OWN_OUTPUT = "NOTE sound-captions bundle="  # this tool's own .vtt: machine captions, never truth
 
 
 def _stem(word: str) -> str:
@@ -74,14 +78,15 @@ def _key(text: str) -> str:
 @dataclass
 class DescriptionMapper:
     """Description text → AudioSet classes, first source wins: the user's mapping CSV
-    (``text,label``; a label of ``-`` ignores the text), the caption vocabulary in reverse
-    (``[piano music]`` → Piano), the packaged SDH terms (``data/sdh_terms.csv``: ``door slams``,
-    ``laughs``, ``gunshots``, …), then the ontology's class names and their alternatives. Speech
-    and acoustic-scene classes are never a target (the transcript covers speech).
+    (``text,label``; a label of ``-`` ignores the text), the packaged SDH terms
+    (``data/sdh_terms.csv``: ``door slams``, ``laughs``, ``gunshots``, …), the caption vocabulary
+    in reverse (``[piano music]`` → Piano), then the ontology's class names and their
+    alternatives (qualified ones, ``Tapping (guitar technique)``, last). Speech and acoustic-scene
+    classes are never a target (the transcript covers speech).
 
-    A text is looked up whole (stemmed: ``dogs barking`` meets ``dog barks``), then by its
-    longest contiguous run of words that is known (``distant thunder rumbling`` → Thunder);
-    ``laughter and applause`` is two descriptions."""
+    A text is looked up whole (stemmed: ``dogs barking`` meets ``dog barks``), else split
+    (``laughter and applause`` is two descriptions) and each part by its longest known run of
+    words (``distant thunder rumbling`` → Thunder)."""
 
     table: dict[str, str | None]
     unmapped: Counter = field(default_factory=Counter)
@@ -100,34 +105,60 @@ class DescriptionMapper:
         if mapping_uri:
             for text, mid in _mapping_rows(storage.read_text(mapping_uri), mapping_uri, ontology):
                 add(text, mid)
-        for mid, caption in (vocabulary or CaptionVocabulary.load()).captions.items():
-            add(description_key(caption), mid)
         packaged = (resources.files("sound_captions") / "data" / "sdh_terms.csv").read_text(encoding="utf-8")
         for text, mid in _mapping_rows(packaged, "sdh_terms.csv", ontology):
             add(text, mid)
-        for mid, cls_ in ontology.classes.items():
-            for alternative in cls_.name.split(","):
-                add(re.sub(r"\([^)]*\)", " ", alternative), mid)
+        for mid, caption in (vocabulary or CaptionVocabulary.load()).captions.items():
+            add(description_key(caption), mid)
+        alternatives = [(a, mid) for mid, c in ontology.classes.items() for a in c.name.split(",")]
+        for alternative, mid in alternatives:
+            if "(" not in alternative:
+                add(alternative, mid)
+        for alternative, mid in alternatives:  # "Tapping (guitar technique)": a niche sense, last
+            add(re.sub(r"\([^)]*\)", " ", alternative), mid)
         return cls(table)
 
     def classes(self, text: str) -> list[str]:
-        """The classes one description names (none: ignored, or unmapped and counted)."""
+        """The classes one description names (none: ignored, or unmapped and counted). The whole
+        text is looked up first (``rhythm and blues``), then each of its parts."""
+        text = text.lower()
+        parts = [text] if self._names_a_joined_class(_words(text)) else _PARTS.split(text)
         found: list[str] = []
-        for part in _PARTS.split(text.lower()):
+        for part in parts:
             words = _words(part)
-            if not words or _ENDED.search(part.strip()):
-                continue  # "[music stops]": the sound is over
+            if not words or _ENDED.search(part):
+                continue  # "[music stops]", "[dog stops barking]": the sound is over
             mid, known = self._lookup(words)
             if not known:
-                self.unmapped[" ".join(_WORD.findall(part.lower()))] += 1
+                self.unmapped[" ".join(_WORD.findall(part))] += 1
             elif mid is not None:
                 self.mapped[mid] += 1
                 found.append(mid)
         return list(dict.fromkeys(found))
 
-    def _lookup(self, words: list[str]) -> tuple[str | None, bool]:
-        for length in range(len(words), 0, -1):
+    def _names_a_joined_class(self, words: list[str]) -> bool:
+        """Whether the text is known whole, or its longest known run spans a joining word
+        (``rock and roll music``, ``rhythm and blues``): then it is one description, not two."""
+        if not words:
+            return False
+        if " ".join(words) in self.table:
+            return True
+        for length in range(len(words), 2, -1):
             for start in range(len(words) - length + 1):
+                run = words[start : start + length]
+                if " ".join(run) in self.table and _JOINING & set(run[1:-1]):
+                    return True
+        return False
+
+    def knows(self, text: str) -> bool:
+        """Whether the whole text is a known description (``upbeat music``), not just a word of it."""
+        return " ".join(_words(text)) in self.table
+
+    def _lookup(self, words: list[str]) -> tuple[str | None, bool]:
+        """The longest known run of words; among runs of one length the last one, since SDH
+        names the sound last (``cat hisses`` → Hiss, ``water dripping`` → Drip)."""
+        for length in range(len(words), 0, -1):
+            for start in range(len(words) - length, -1, -1):
                 key = " ".join(words[start : start + length])
                 if key in self.table:
                     return self.table[key], True
@@ -148,24 +179,24 @@ def _mapping_rows(text: str, origin: str, ontology: Ontology):
             raise ValueError(f"{origin}:{line_no}: {exc}") from None
 
 
-def cue_descriptions(cue: Cue) -> tuple[list[str], bool]:
-    """A cue's sound-description texts, and whether it shows music notes. A ``♪`` line's own text
-    is a description when it reads as one (``♪ upbeat music ♪``); otherwise it is a lyric (the
-    caller labels it music). Speaker labels (a group followed by ``:``) and dialogue are left
-    out."""
+def cue_descriptions(cue: Cue) -> tuple[list[str], list[str], bool]:
+    """A cue's bracketed sound descriptions, the texts of its ``♪`` lines, and whether it shows
+    music notes at all. Speaker labels (a group followed by ``:``) and dialogue are left out;
+    HTML entities and WebVTT/SRT styling tags are undone first."""
     texts: list[str] = []
+    note_lines: list[str] = []
     notes = False
     for raw in cue.lines:
-        line = _TAGS.sub("", raw)
+        line = html.unescape(_TAGS.sub("", raw))
         for match in _GROUP.finditer(line):
             if not line[match.end() :].lstrip().startswith(":"):
                 texts.append(match.group(1) or match.group(2))
         if any(n in line for n in MUSIC_NOTES):
             notes = True
             inner = _GROUP.sub(" ", line).translate({ord(n): " " for n in MUSIC_NOTES}).strip(" -#*")
-            if _NOTE_DESCRIPTION.search(inner):  # "♪ upbeat music ♪", not a lyric
-                texts.append(inner)
-    return texts, notes
+            if inner:
+                note_lines.append(inner)
+    return texts, note_lines, notes
 
 
 @dataclass
@@ -188,33 +219,38 @@ def read_subtitle_library(
     media, input_failures = discover([root])
     failures = [SourceFailure(f.input, f.reason, f.message) for f in input_failures if f.status == "failed"]
     subtitled, _ = discover([root], extensions=SUBTITLE_SUFFIXES)
-    by_stem: dict[str, str] = {}
-    for item in sorted(subtitled, key=lambda i: not i.uri.lower().endswith(".vtt")):
-        by_stem.setdefault(_stem_uri(item.uri), item.uri)  # a .vtt beside a .srt is the one used
-    if media and not by_stem:
+    candidates = _subtitle_candidates([item.uri for item in subtitled])
+    if media and not subtitled:
         failures.append(SourceFailure(root, reasons.EMPTY_INPUT, "no .vtt or .srt file below it: subtitles sit beside their media, same name"))
+    music = ontology.resolve("Music")
     requests: list[ClipRequest] = []
-    counts = Counter()
-    used_stems = set()
+    counts: Counter = Counter()
+    considered: set[str] = set()
     for item in media:
-        stem = _stem_uri(item.uri)
-        uri = by_stem.get(stem)
-        if uri is None:
-            counts["media_without_subtitles"] += 1
+        options = candidates.get(_stem_uri(item.uri), [])
+        considered.update(options)
+        cues, failed = None, False
+        for uri in options:
+            try:
+                cues = _read_subtitle_file(uri, allow_overlaps)
+            except _SubtitleError as exc:
+                failures.append(SourceFailure(uri, exc.reason, str(exc)))
+                failed = True
+                break
+            if cues is not None:
+                break
+            counts["own_captions_skipped"] += 1  # this tool's .vtt beside the medium: not a person's truth
+        if cues is None:
+            counts["media_without_subtitles"] += not failed
             continue
-        used_stems.add(stem)
         counts["subtitle_files"] += 1
-        try:
-            cues = _read_subtitle_file(uri, allow_overlaps)
-        except _SubtitleError as exc:
-            failures.append(SourceFailure(uri, exc.reason, str(exc)))
-            continue
         events: list[LabelEvent] = []
         for cue in cues:
-            texts, notes = cue_descriptions(cue)
+            texts, note_lines, notes = cue_descriptions(cue)
+            texts += [t for t in note_lines if mapper.knows(t)]  # "♪ upbeat music ♪"; other ♪ lines are lyrics
             mids = [m for text in texts for m in mapper.classes(text)]
-            if notes and not mids:
-                mids.append(ontology.resolve("Music"))  # ♪ with lyrics, or alone: music is playing
+            if notes:
+                mids.append(music)  # ♪ with lyrics, a description or alone: music is playing
                 counts["music_note_cues"] += 1
             events += [LabelEvent(m, cue.start_ms, cue.end_ms) for m in dict.fromkeys(mids)]
             counts["sound_cues"] += bool(mids)
@@ -224,11 +260,11 @@ def read_subtitle_library(
             continue
         labels = tuple(dict.fromkeys(e.label for e in events))
         requests.append(ClipRequest(make_clip_id(item.uri, None, None), item.uri, None, None, labels, uri, events=tuple(events)))
-    orphans = sorted(u for s, u in by_stem.items() if s not in used_stems)
+    orphans = sorted({item.uri for item in subtitled} - considered)
     report = {
         "root": root,
         "media": len(media),
-        **{k: counts[k] for k in ("subtitle_files", "media_without_subtitles", "files_without_sound_cues", "sound_cues", "music_note_cues")},
+        **{k: counts[k] for k in ("subtitle_files", "media_without_subtitles", "files_without_sound_cues", "sound_cues", "music_note_cues", "own_captions_skipped")},
         "media_used": len(requests),
         "classes": {ontology.name(m): n for m, n in mapper.mapped.most_common()},
         "unmapped_texts": dict(mapper.unmapped.most_common()),
@@ -242,18 +278,37 @@ def _stem_uri(uri: str) -> str:
     return f"{head}/{tail.rsplit('.', 1)[0]}" if "." in tail else uri
 
 
+def _subtitle_candidates(uris: list[str]) -> dict[str, list[str]]:
+    """Medium stem → its subtitle files, best first: ``show.vtt``, ``show.srt``, then with a
+    language or kind tag (``show.en.srt``, ``show.eng.sdh.vtt``), WebVTT before SRT each time."""
+    ranked: dict[str, list[tuple[int, str]]] = {}
+    for uri in uris:
+        stem, srt = _stem_uri(uri), uri.lower().endswith(".srt")
+        ranked.setdefault(stem, []).append((int(srt), uri))
+        for depth in (1, 2):  # show.en, show.en.sdh
+            tag = _LANGUAGE_TAG.search(stem.rpartition("/")[2])
+            if not tag:
+                break
+            stem = stem[: len(stem) - len(tag.group(0))]
+            ranked.setdefault(stem, []).append((2 * depth + int(srt), uri))
+    return {stem: [uri for _, uri in sorted(options)] for stem, options in ranked.items()}
+
+
 class _SubtitleError(ValueError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
 
 
-def _read_subtitle_file(uri: str, allow_overlaps: bool) -> list[Cue]:
+def _read_subtitle_file(uri: str, allow_overlaps: bool) -> list[Cue] | None:
+    """A subtitle file's cues; ``None`` for this tool's own captions (never truth)."""
     data = storage.read_bytes(uri)
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode("utf-16") if data[:2] in (b"\xff\xfe", b"\xfe\xff") else data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise _SubtitleError(reasons.SUBTITLE_ENCODING, f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); save it as UTF-8") from None
+    if OWN_OUTPUT in text[:4096]:
+        return None
     try:
         cues = read_cues(text, srt=uri.lower().endswith(".srt"), strict=True)
     except CueFileError as exc:
@@ -263,16 +318,26 @@ def _read_subtitle_file(uri: str, allow_overlaps: bool) -> list[Cue]:
     return cues
 
 
+def _placement(cue: Cue) -> str:
+    """Where a cue is shown: its WebVTT settings, or an SRT ``{\\anN}`` tag."""
+    tag = _PLACEMENT.search(cue.text)
+    return f"{cue.settings}|{tag.group(1) if tag else ''}"
+
+
 def _check_overlaps(cues: list[Cue]) -> None:
-    """Two cues shown at once in the same place (an SRT has one place): a timing error."""
-    ordered = sorted(enumerate(cues, start=1), key=lambda c: (c[1].start_ms, c[1].end_ms))
-    for (i, a), (j, b) in zip(ordered, ordered[1:]):
-        if b.start_ms < a.end_ms - OVERLAP_TOLERANCE_MS and a.settings == b.settings:
-            raise _SubtitleError(
-                reasons.SUBTITLE_OVERLAP,
-                f"cue {i} ({_clock(a.start_ms)}–{_clock(a.end_ms)}) and cue {j} ({_clock(b.start_ms)}–{_clock(b.end_ms)}) "
-                f"overlap by {(a.end_ms - b.start_ms) / 1000:.3f} s; fix the timing, or pass --allow-overlapping-cues",
-            )
+    """Two cues on screen at once in the same place: a timing error (cues placed apart, a
+    sound at the top and dialogue at the bottom, may overlap)."""
+    on_screen: list[tuple[int, Cue]] = []
+    for j, b in sorted(enumerate(cues, start=1), key=lambda c: (c[1].start_ms, c[1].end_ms)):
+        on_screen = [(i, a) for i, a in on_screen if a.end_ms - OVERLAP_TOLERANCE_MS > b.start_ms]
+        for i, a in on_screen:
+            if _placement(a) == _placement(b):
+                raise _SubtitleError(
+                    reasons.SUBTITLE_OVERLAP,
+                    f"cue {i} ({_clock(a.start_ms)}–{_clock(a.end_ms)}) and cue {j} ({_clock(b.start_ms)}–{_clock(b.end_ms)}) "
+                    f"overlap by {(min(a.end_ms, b.end_ms) - b.start_ms) / 1000:.3f} s; fix the timing, or pass --allow-overlapping-cues",
+                )
+        on_screen.append((j, b))
 
 
 def _clock(ms: int) -> str:
