@@ -26,14 +26,15 @@ def evaluate_cmd(model_uri, data_uri, split, out_dir, batch_size, device):
 
 @click.command("evaluate-run")
 @click.argument("run_out")
-@click.option("--truth", "truth_csv", required=True, metavar="CSV_OR_DIR",
+@click.option("--truth", "truth", required=True, metavar="CSV_OR_DIR",
               help="Events CSV (source,onset_s,offset_s,label), or a folder/s3:// prefix of held-out media with their SDH subtitles beside them.")
 @click.option("--out", "out_dir", default=None, help="Folder (local or s3://) for report.json, PNG plots and index.html.")
 @click.option("--model", default=None, help="Bundle whose caption texts the run used (default: the packaged vocabulary).")
 @click.option("--vocabulary", default=None, help="The --vocabulary CSV the run was captioned with, if any.")
 @click.option("--min-overlap-s", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="A truth event counts for second k when it overlaps [k, k+1) by at least this much.")
-def evaluate_run_cmd(run_out, truth_csv, out_dir, model, vocabulary, min_overlap_s):
+@click.option("--subtitle-map", default=None, metavar="CSV", help="With subtitle truth: the text,label CSV the dataset was built with (dataset build --subtitle-map).")
+def evaluate_run_cmd(run_out, truth, out_dir, model, vocabulary, min_overlap_s, subtitle_map):
     """Per-second P/R/F1/ER of a caption run's .vtt files (what a viewer reads) against the truth,
     with false captions in silence, event timing errors and confusions; --out writes report.json,
     f1_per_class.png, confusion.png and a self-contained index.html."""
@@ -50,7 +51,7 @@ def evaluate_run_cmd(run_out, truth_csv, out_dir, model, vocabulary, min_overlap
         from sound_captions.caption.vocabulary import CaptionVocabulary
 
         caption_text = CaptionVocabulary.load(vocabulary).captions
-    report = evaluate_run(run_out, truth_csv, out_dir=out_dir, caption_text=caption_text, min_overlap_s=min_overlap_s)
+    report = evaluate_run(run_out, truth, out_dir=out_dir, caption_text=caption_text, min_overlap_s=min_overlap_s, subtitle_map=subtitle_map)
     click.echo(summary_text(report), nl=False)
     if out_dir:
         for uri in (report["report_uri"], *report["plots"].values(), report["page_uri"]):

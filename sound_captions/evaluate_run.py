@@ -124,23 +124,24 @@ def _runs(active: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
-def load_truth(truth: str, ontology: Ontology) -> tuple[list[ClipRequest], list[SourceFailure]]:
+def load_truth(truth: str, ontology: Ontology, subtitle_map: str | None = None) -> tuple[list[ClipRequest], list[SourceFailure]]:
     """The truth to judge a run against: one request per source with its events, and the rows
     or files that could not be used. ``truth`` is an events CSV (``sources/events.read_events``)
     or a folder / s3:// prefix of held-out media with their human SDH subtitles beside them
-    (``sources/subtitles.read_subtitle_library``, the reader ``dataset build --subtitles`` uses)."""
+    (``sources/subtitles.read_subtitle_library``, the reader ``dataset build --subtitles`` uses,
+    with the same ``subtitle_map``)."""
     if truth.lower().endswith(".csv"):
         return read_events(truth, ontology)
     try:
-        library = read_subtitle_library(truth, ontology)
+        library = read_subtitle_library(truth, ontology, mapping_uri=subtitle_map)
     except ValueError as exc:
         raise RunEvaluationError(f"--truth: {exc} (or an events .csv)") from None
     return library.requests, library.failures
 
 
 def evaluate_run(
-    run_out: str, truth_csv: str, *, out_dir: str | None = None, caption_text: dict[str, str] | None = None,
-    min_overlap_s: float = 0.5, ontology: Ontology | None = None,
+    run_out: str, truth: str, *, out_dir: str | None = None, caption_text: dict[str, str] | None = None,
+    min_overlap_s: float = 0.5, ontology: Ontology | None = None, subtitle_map: str | None = None,
 ) -> dict:
     """Score a caption run's ``.vtt`` files against the truth (:func:`load_truth`); see the
     module docstring.
@@ -151,23 +152,23 @@ def evaluate_run(
     from sound_captions.caption.vocabulary import CaptionVocabulary
 
     ontology = ontology or Ontology.load()
-    requests, truth_failures = load_truth(truth_csv, ontology)
-    truth = {_key(r.source): r for r in requests}
+    requests, truth_failures = load_truth(truth, ontology, subtitle_map)
+    by_key = {_key(r.source): r for r in requests}
     if caption_text is None:
         caption_text = CaptionVocabulary.load().captions
     text_to_label = caption_classes(caption_text)
     captioned = captioned_videos(run_out)
-    videos = [v for v in captioned if _key(v.input) in truth]
-    uncaptioned = sorted(r.source for key, r in truth.items() if key not in {_key(v.input) for v in captioned})
+    videos = [v for v in captioned if _key(v.input) in by_key]
+    uncaptioned = sorted(r.source for key, r in by_key.items() if key not in {_key(v.input) for v in captioned})
     if not videos:
-        raise RunEvaluationError(f"no captioned input of {run_out} has truth in {truth_csv}")
+        raise RunEvaluationError(f"no captioned input of {run_out} has truth in {truth}")
     truth_classes = sorted({m for r in requests for m in r.labels})
     below = {t: ontology.descendants(t) if t in ontology.classes else {t} for t in truth_classes}
     unknown: Counter = Counter()
     true_sets, pred_sets, per_video = [], [], []
     timing = defaultdict(list)
     for video in videos:
-        request = truth[_key(video.input)]
+        request = by_key[_key(video.input)]
         events = [(e.label, e.onset_ms, e.offset_ms) for e in request.events]
         n = max(video.n_seconds, -(-max(e.offset_ms for e in request.events) // 1000))
         # the truth closed upward too: a piano second is also a music second, when the truth names music
@@ -201,7 +202,7 @@ def evaluate_run(
     report = {
         "format": REPORT_FORMAT,
         "run": run_out,
-        "truth": truth_csv,
+        "truth": truth,
         "min_overlap_s": min_overlap_s,
         "videos": per_video,
         "n_seconds": int(len(true_sets)),

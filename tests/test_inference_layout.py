@@ -18,11 +18,14 @@ from sound_captions.models import build_model
 LABELS = ["/m/02fs_r", "/m/04rlf", "/m/0chx_"]
 
 
-@pytest.mark.parametrize(("architecture", "hparams"), [("baseline", {}), ("compact", {"context": 1})])
-def test_the_actor_scores_as_the_eager_model_does(tmp_path, architecture, hparams):
-    cfg = FeatureConfig(height=64, width=64)
+@pytest.mark.parametrize(
+    ("architecture", "hparams", "channels"), [("baseline", {}, 1), ("baseline", {}, 3), ("compact", {"context": 1}, 1)],
+)
+def test_the_actor_scores_as_the_eager_model_does(tmp_path, monkeypatch, architecture, hparams, channels):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU path (a GPU autocasts to fp16)
+    cfg = FeatureConfig(height=64, width=64, channels=channels)
     torch.manual_seed(0)
-    model = build_model(architecture, len(LABELS), (1, 64, 64), **hparams)
+    model = build_model(architecture, len(LABELS), (channels, 64, 64), **hparams)
     with torch.no_grad():  # non-trivial BatchNorm statistics, so the folded-in eval path is exercised
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -33,7 +36,7 @@ def test_the_actor_scores_as_the_eager_model_does(tmp_path, architecture, hparam
         label_names=dict.fromkeys(LABELS, "x"), caption_text={}, thresholds=dict.fromkeys(LABELS, 0.5), feature_config=cfg,
     )  # fmt: skip
     save_bundle(bundle, str(tmp_path / "m.bundle"))
-    spec = np.random.default_rng(1).standard_normal((37, 64, 64, 1)).astype(np.float16)
+    spec = np.random.default_rng(1).standard_normal((37, 64, 64, channels)).astype(np.float16)
     kind = np.array(["window"] * 35 + ["end", "error"], dtype=object)
     actor = Classifier(str(tmp_path / "m.bundle"), threads=2)
     out = actor({"spectrogram": spec, "kind": kind})

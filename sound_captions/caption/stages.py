@@ -122,8 +122,8 @@ class Classifier:
         if self.device.type == "cpu":
             pin_torch_threads(threads)
         # convolutions on channels-last (NHWC) tensors, the same numbers (to ~1e-7): 1.7× the
-        # windows/s of the baseline on 3-channel features (128x128x3, 256x256x3) on CPU; one-channel
-        # inputs already had NHWC strides (to_model_input's permute), so 1.0× there
+        # windows/s of the baseline on 3-channel features (128x128x3, 256x256x3) on CPU; 1.0× on
+        # one-channel features, whose tensors have the same memory layout either way
         self.model = self.bundle.build_model().to(self.device).to(memory_format=torch.channels_last)
         self.context = self.bundle.context
         self.width = len(self.bundle.labels)

@@ -121,18 +121,19 @@ def decode_windows(
         return fail(reason, str(exc))
     except Exception as exc:  # an unexpected error loses this clip only, with its message
         return fail(reasons.OTHER, f"{type(exc).__name__}: {exc}")
-    late = [e for e in events if e[1] >= samples.size * 1000 / cfg.sample_rate_hz] if end_s is None else []
-    if late:  # a whole medium whose events run past it: the wrong subtitle file, or another frame rate
+    split = str(request.get("split", ""))
+    versions = clip_versions(samples, str(request["clip_id"]), cfg, augment if split == "train" else None)
+    if versions[0][0].shape[0] == 0:
+        return fail(reasons.TOO_SHORT, f"{samples.size / cfg.sample_rate_hz:.3f} s of audio, less than half a window")
+    # a whole medium whose events start past its end: the wrong subtitle or events file, or another frame rate
+    late = [e for e in events if e[1] * cfg.sample_rate_hz >= samples.size * 1000] if end_s is None else []
+    if late:
         label, onset_ms, _ = late[0]
         return fail(
             reasons.EVENTS_PAST_END,
             f"{len(late)} event(s) start after the medium's end ({samples.size / cfg.sample_rate_hz:.3f} s), "
             f"the first {label} at {onset_ms / 1000:.3f} s: is it the right subtitle or events file?",
         )
-    split = str(request.get("split", ""))
-    versions = clip_versions(samples, str(request["clip_id"]), cfg, augment if split == "train" else None)
-    if versions[0][0].shape[0] == 0:
-        return fail(reasons.TOO_SHORT, f"{samples.size / cfg.sample_rate_hz:.3f} s of audio, less than half a window")
     base_s = start_s or 0.0
     for windows, starts, tags in versions:
         for window, start, tag in zip(windows, starts.tolist(), tags, strict=True):
@@ -228,6 +229,9 @@ def feature_stage(batch: dict[str, np.ndarray], feature_config: dict, threads: i
     return add_spectrograms(batch, FeatureConfig.from_dict(feature_config))
 
 
+MAX_TOGETHER_MEMBERS = 8  # runs of one clip in the "together" pool, so a long subtitled film does not dominate it
+
+
 def _label_runs(labels: list[str]) -> list[tuple[int, int]]:
     """(start, end) of each run of equal labels: a clip with event times is several members of
     the "together" pool, one per stretch of seconds with one label set (none: a negative)."""
@@ -257,7 +261,9 @@ def together_stage(batch: dict[str, np.ndarray], feature_config: dict, augment: 
     for clip_id, rows in seconds.items():
         order = [rows[k] for k in sorted(rows)]
         runs = _label_runs([batch["labels"][j] for j in order])
-        for n, (a, b) in enumerate(runs):  # per-second labels: each run of one label set is a member
+        longest = sorted(sorted(range(len(runs)), key=lambda n: runs[n][0] - runs[n][1])[:MAX_TOGETHER_MEMBERS])
+        for n in longest:  # per-second labels: each run of one label set is a member (a film: its longest few)
+            a, b = runs[n]
             key = clip_id if len(runs) == 1 else f"{clip_id}#{n}"
             pool[key] = (batch["window"][order[a:b]].reshape(-1), tuple(split_labels(batch["labels"][order[a]])))
     sequences = together_sequences(pool, cfg, aug)
