@@ -143,3 +143,29 @@ def test_together_sequences_keep_the_per_second_labels_of_clips_with_event_times
     assert {"a#0", "a#1", "a#2", "b"} <= members  # a's beep, silent and music stretches, and b
     assert all(out["labels"][i] == originals[tuple(out["window"][i].tolist())] for i in stitched)  # each second's own labels
     assert {out["labels"][i] for i in stitched} == {BEEP, "", MUSIC, NOISE}
+
+
+def test_a_long_clip_gives_at_most_a_few_together_members(tmp_path):
+    """A subtitled film has hundreds of stretches; it joins the pool with its longest few."""
+    from sound_captions.dataset.augmentation import BuildAugmentConfig
+    from sound_captions.dataset.stages import MAX_TOGETHER_MEMBERS, concat_batches, together_stage
+
+    segments = [("beep" if k % 2 == 0 else "silence", 1 + (k % 3)) for k in range(14)]
+    make_media(tmp_path / "film.mp4", segments, seed=13)
+    make_media(tmp_path / "b.mp4", [("noise", 3)], seed=14)
+    events, t = [], 0
+    for kind, seconds in segments:
+        if kind == "beep":
+            events.append((BEEP, t * 1000, (t + seconds) * 1000))
+        t += seconds
+    rows = [
+        {"clip_id": "film", "source": str(tmp_path / "film.mp4"), "start_s": None, "end_s": None, "labels": join_labels([BEEP]),
+         "split": "train", "events": join_events(events)},
+        {"clip_id": "b", "source": str(tmp_path / "b.mp4"), "start_s": None, "end_s": None, "labels": join_labels([NOISE]), "split": "train", "events": ""},
+    ]  # fmt: skip
+    batch = concat_batches([decode_windows(r, CFG) for r in rows])
+    aug = BuildAugmentConfig(together=1, together_clips=2, together_seconds=(1, 1), seed=0)
+    out = together_stage(batch, CFG.to_dict(), aug.to_dict())
+    leads = {str(s).removeprefix("together:").split("+")[0] for s, tag in zip(out["source"], out["augment"], strict=True) if tag == "together"}
+    film = {m for m in leads if m.startswith("film#")}
+    assert len(film) == MAX_TOGETHER_MEMBERS < 14  # 14 stretches, the longest 8 take part
