@@ -7,7 +7,8 @@
 hyper-parameter overrides in brackets, values as JSON: ``compact[context=1;head_units=128]``. The
 bracket key ``teacher`` distils from another entry's bundle (or a bundle path) instead:
 ``baseline,mobilenet[teacher="baseline"]`` trains mobilenet with ``train --teacher`` of the
-baseline run (put the teacher first, or reuse its run with ``--reuse-runs``).
+baseline run (put the teacher first, or reuse its run with ``--reuse-runs``). The bracket key
+``augment`` sets the batch augmentation: ``baseline[augment={"spec_time_masks":2,"mixup_alpha":0.2}]``.
 
 The corpus is the one ``build_realsounds.sh`` (outside this repository) makes: ``manifest.csv``
 with ``file,label,...`` rows and 16 kHz mono WAV clips. Nothing here is committed audio.
@@ -328,19 +329,21 @@ def main(argv=None) -> int:
         suffix = "" if args.level_floor_dbfs is None else f"-level{args.level_floor_dbfs:g}"
         hparams = dict(hparams)
         teacher = hparams.pop("teacher", None)
+        augment = hparams.pop("augment", {})  # batch augmentation (BatchAugmentConfig fields), not a model setting
         teacher_uri = None
         if teacher:
             teacher_uri = teacher if os.path.exists(str(teacher)) else os.path.join(work, f"run-{teacher}{suffix}", BUNDLE_NAME)
             if not os.path.exists(teacher_uri):
                 raise SystemExit(f"--models: teacher {teacher!r}: no bundle at {teacher_uri} (train it first in this --work)")
         distil = f"-distil-{os.path.basename(os.path.dirname(teacher_uri))}" if teacher_uri else ""
-        run_dir = os.path.join(work, f"run-{run_name(model, hparams)}{distil}{suffix}")
+        aug = run_name("", {"augment": augment}) if augment else ""
+        run_dir = os.path.join(work, f"run-{run_name(model, hparams)}{aug}{distil}{suffix}")
         bundle_uri = os.path.join(run_dir, BUNDLE_NAME)
         if args.reuse_runs and os.path.exists(bundle_uri):
             bundle = load_bundle(bundle_uri)
             epochs = bundle.training.get("epochs", epochs)
         else:
-            bundle = train(TrainConfig(data=dataset, out=run_dir, model=model, hparams=hparams, epochs=epochs, seed=args.seed, max_failures=0, teacher=teacher_uri), name=f"realbench-{model}")  # noqa: E501
+            bundle = train(TrainConfig(data=dataset, out=run_dir, model=model, hparams=hparams, epochs=epochs, seed=args.seed, max_failures=0, teacher=teacher_uri, augment=augment), name=f"realbench-{model}")  # noqa: E501
         timings[f"{key} train ({epochs} epochs)"] = time.perf_counter() - t0
         if args.gate_dbfs is not None:
             bundle = dataclasses.replace(bundle, gate_dbfs=args.gate_dbfs)
@@ -348,7 +351,7 @@ def main(argv=None) -> int:
             save_bundle(bundle, bundle_uri)
             suffix += f"-gate{args.gate_dbfs:g}"
         t0 = time.perf_counter()
-        out = os.path.join(work, f"captions-{run_name(model, hparams)}{distil}{suffix}")
+        out = os.path.join(work, f"captions-{run_name(model, hparams)}{aug}{distil}{suffix}")
         caption_library([videos], CaptionOptions(out=out, model=bundle_uri, force=True))
         timings[f"{key} caption"] = time.perf_counter() - t0
         r = score(out, truth, bundle)
