@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import os
 import sys
@@ -53,7 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_realsounds as br  # noqa: E402
 
 from sound_captions import storage  # noqa: E402
-from sound_captions.bundle import load_bundle, save_bundle  # noqa: E402
+from sound_captions.bundle import load_bundle  # noqa: E402
 from sound_captions.caption.pipeline import CaptionOptions, caption_library  # noqa: E402
 from sound_captions.dataset.build import BuildOptions, assign_splits, build_dataset, training_events  # noqa: E402
 from sound_captions.dataset.stages import second_labels  # noqa: E402
@@ -221,9 +220,7 @@ def main(argv=None) -> int:
         timings[key] = time.perf_counter() - t0
         suffix = ""
         if args.gate_dbfs is not None:
-            bundle = dataclasses.replace(bundle, gate_dbfs=args.gate_dbfs)
-            bundle_uri = os.path.join(run_dir, f"bundle-gate{args.gate_dbfs:g}.pt")
-            save_bundle(bundle, bundle_uri)
+            bundle, bundle_uri = br.gated(bundle, run_dir, args.gate_dbfs)
             suffix = f"-gate{args.gate_dbfs:g}"
         t0 = time.perf_counter()
         out = os.path.join(work, f"captions-{folder}-{args.model}{suffix}")
@@ -236,19 +233,12 @@ def main(argv=None) -> int:
         results[arm] = r
 
     first = results[ARMS[0]]
-    print(f"\nper-second scores on {first['n_seconds']} test seconds ({args.videos} stitched files), model {args.model}, {args.epochs} epochs"
-          + ("" if args.gate_dbfs is None else f", gate {args.gate_dbfs:g} dBFS"))
-    print(f"{'':<34}" + "".join(f"{k:>20}" for k in results))
-    for metric in ("micro_f1", "macro_f1", "false_s_per_h_silence", "false_s_per_h_ambience"):
-        for src in ("scores", "vtt"):
-            print(f"{src + ' ' + metric:<34}" + "".join(f"{r[src][metric]:>20.3f}" for r in results.values()))
-    print(f"(silence seconds {first['vtt']['silence_seconds']}, ambience seconds {first['vtt']['ambience_seconds']})")
-    print("\nper-class caption F1 (.vtt)")
-    for mid, lname in first["label_names"].items():
-        print(f"  {lname:<30}  " + "".join(f"{r['vtt']['class_f1'].get(mid, float('nan')):>20.3f}" for r in results.values()))
-    print("\nwall time per stage")
-    for k, v in timings.items():
-        print(f"  {k:<48} {v:8.1f} s")
+    br.print_results(
+        results, timings,
+        f"per-second scores on {first['n_seconds']} test seconds ({args.videos} stitched files), model {args.model}, {args.epochs} epochs"
+        + ("" if args.gate_dbfs is None else f", gate {args.gate_dbfs:g} dBFS"),
+        width=20, name_width=32, stage_width=48,
+    )
     doc = {"classes": classes, "model": args.model, "epochs": args.epochs, "gate_dbfs": args.gate_dbfs, "seed": args.seed,
            "training_sequences": seq_stats, "results": results, "timings": timings}
     text = json.dumps(doc, indent=1, default=float)

@@ -270,6 +270,35 @@ def score(out: str, truth: dict, bundle) -> dict:
     return result
 
 
+def gated(bundle, run_dir: str, gate_dbfs: float):
+    """A copy of ``bundle`` with the energy gate ``gate_dbfs``, saved beside it → (bundle, URI)."""
+    bundle = dataclasses.replace(bundle, gate_dbfs=gate_dbfs)
+    uri = os.path.join(run_dir, f"bundle-gate{gate_dbfs:g}.pt")
+    save_bundle(bundle, uri)
+    return bundle, uri
+
+
+def print_results(results: dict, timings: dict, heading: str, *, width: int = 22, name_width: int = 30, stage_width: int = 44) -> None:
+    """The side-by-side table of :func:`score` results (+ windows/s where measured), the per-class
+    ``.vtt`` F1 and the wall time per stage."""
+    print(f"\n{heading}")
+    print(f"{'':<34}" + "".join(f"{k:>{width}}" for k in results))
+    for metric in ("micro_f1", "macro_f1", "false_s_per_h_silence", "false_s_per_h_ambience"):
+        for src in ("scores", "vtt"):
+            print(f"{src + ' ' + metric:<34}" + "".join(f"{r[src][metric]:>{width}.3f}" for r in results.values()))
+    if results and all("windows_per_s" in r for r in results.values()):
+        print(f"{'inference windows/s (b256, 2 thr)':<34}" + "".join(f"{r['windows_per_s']:>{width}.0f}" for r in results.values()))
+    if results:
+        first = next(iter(results.values()))
+        print(f"(silence seconds {first['vtt']['silence_seconds']}, ambience seconds {first['vtt']['ambience_seconds']})")
+        print("\nper-class caption F1 (.vtt)")
+        for mid, lname in first["label_names"].items():
+            print(f"  {lname:<{name_width}}" + "".join(f"{r['vtt']['class_f1'].get(mid, float('nan')):>{width}.3f}" for r in results.values()))
+    print("\nwall time per stage")
+    for k, v in timings.items():
+        print(f"  {k:<{stage_width}} {v:8.1f} s")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", required=True)
@@ -346,9 +375,7 @@ def main(argv=None) -> int:
             bundle = train(TrainConfig(data=dataset, out=run_dir, model=model, hparams=hparams, epochs=epochs, seed=args.seed, max_failures=0, teacher=teacher_uri, augment=augment), name=f"realbench-{model}")  # noqa: E501
         timings[f"{key} train ({epochs} epochs)"] = time.perf_counter() - t0
         if args.gate_dbfs is not None:
-            bundle = dataclasses.replace(bundle, gate_dbfs=args.gate_dbfs)
-            bundle_uri = os.path.join(run_dir, f"bundle-gate{args.gate_dbfs:g}.pt")
-            save_bundle(bundle, bundle_uri)
+            bundle, bundle_uri = gated(bundle, run_dir, args.gate_dbfs)
             suffix += f"-gate{args.gate_dbfs:g}"
         t0 = time.perf_counter()
         out = os.path.join(work, f"captions-{run_name(model, hparams)}{aug}{distil}{suffix}")
@@ -361,22 +388,7 @@ def main(argv=None) -> int:
         results[key] = r
 
     n_s = next(iter(results.values()))["n_seconds"] if results else 0
-    print(f"\nper-second scores on {n_s} test seconds ({args.videos} stitched files)")
-    head = f"{'':<34}" + "".join(f"{k:>22}" for k in results)
-    print(head)
-    for metric in ("micro_f1", "macro_f1", "false_s_per_h_silence", "false_s_per_h_ambience"):
-        for src in ("scores", "vtt"):
-            print(f"{src + ' ' + metric:<34}" + "".join(f"{r[src][metric]:>22.3f}" for r in results.values()))
-    print(f"{'inference windows/s (b256, 2 thr)':<34}" + "".join(f"{r['windows_per_s']:>22.0f}" for r in results.values()))
-    if results:
-        first = next(iter(results.values()))
-        print(f"(silence seconds {first['vtt']['silence_seconds']}, ambience seconds {first['vtt']['ambience_seconds']})")
-        print("\nper-class caption F1 (.vtt)")
-        for mid, lname in first["label_names"].items():
-            print(f"  {lname:<30}" + "".join(f"{r['vtt']['class_f1'].get(mid, float('nan')):>22.3f}" for r in results.values()))
-    print("\nwall time per stage")
-    for k, v in timings.items():
-        print(f"  {k:<44} {v:8.1f} s")
+    print_results(results, timings, f"per-second scores on {n_s} test seconds ({args.videos} stitched files)")
     storage.write_text(os.path.join(work, "results.json"), json.dumps({"classes": classes, "results": results, "timings": timings}, indent=1, default=float))
     return 0
 
