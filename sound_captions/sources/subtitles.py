@@ -28,7 +28,7 @@ from importlib import resources
 
 from sound_captions import reasons, storage
 from sound_captions.caption.cues import Cue, CueFileError, read_cues
-from sound_captions.caption.inputs import discover
+from sound_captions.caption.inputs import MEDIA_EXTENSIONS, discover
 from sound_captions.caption.style import description_key
 from sound_captions.caption.vocabulary import CaptionVocabulary, excluded_mids
 from sound_captions.ontology import Ontology, UnknownLabelError
@@ -216,10 +216,13 @@ def read_subtitle_library(
         raise ValueError(f"{root}: subtitles are read from a folder or s3:// prefix of media with their .vtt/.srt beside them")
     ontology = ontology or Ontology.load()
     mapper = replace(mapper or DescriptionMapper.load(ontology, mapping_uri), mapped=Counter(), unmapped=Counter())
-    media, input_failures = discover([root])
+    listed, input_failures = discover([root], extensions=MEDIA_EXTENSIONS + SUBTITLE_SUFFIXES)  # one listing of the tree
     failures = [SourceFailure(f.input, f.reason, f.message) for f in input_failures if f.status == "failed"]
-    subtitled, _ = discover([root], extensions=SUBTITLE_SUFFIXES)
+    subtitled = [item for item in listed if item.uri.lower().endswith(SUBTITLE_SUFFIXES)]
+    media = [item for item in listed if not item.uri.lower().endswith(SUBTITLE_SUFFIXES)]
     candidates = _subtitle_candidates([item.uri for item in subtitled])
+    if not media and not any(f.reason == reasons.EMPTY_INPUT for f in failures):
+        failures.append(SourceFailure(root, reasons.EMPTY_INPUT, "no media files found below it"))
     if media and not subtitled:
         failures.append(SourceFailure(root, reasons.EMPTY_INPUT, "no .vtt or .srt file below it: subtitles sit beside their media, same name"))
     music = ontology.resolve("Music")
