@@ -309,7 +309,7 @@ def _write_metadata(root, requests, result, options, vocabulary, digest, source_
         feature_config=cfg,
         vocabulary=vocabulary,
         shards=sorted(rel for rel, _ in result["shards"]),
-        counts=_counts(result["clips"], vocabulary),
+        counts=dataset_counts(result["clips"], vocabulary),
         coverage=_coverage(requests, result["clips"], vocabulary),
         sources=sorted(set(sources)),
         failures=len(failures),
@@ -352,7 +352,7 @@ def _report_of_existing(root: str, info: shards.DatasetInfo) -> BuildReport:
     )  # fmt: skip
 
 
-def _counts(clips: dict[str, dict], vocabulary: dict[str, str]) -> dict:
+def dataset_counts(clips: dict[str, dict], vocabulary: dict[str, str]) -> dict:
     """Per split: clips (requested clips only), windows (every row, augmented ones included:
     what training sees), per label, and windows per augment tag (``augment``); "together"
     sequences are counted under ``together`` (sequences, windows), not as clips."""

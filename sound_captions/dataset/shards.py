@@ -142,6 +142,9 @@ class DatasetInfo:
     augmentation: dict = field(default_factory=dict)  # BuildAugmentConfig.to_dict() of the train split; {}: none
     # per-second labels from events: {"min_overlap_s", "clips"}; {}: every window has its clip's labels
     labels_per_second: dict = field(default_factory=dict)
+    # a version made from another dataset (``dataset clean --apply``): {"from", "from_digest",
+    # "decisions", "dropped": [...], "relabelled": [...]}; {}: built from sources
+    provenance: dict = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     tool_version: str = __version__
 
@@ -168,6 +171,7 @@ class DatasetInfo:
             "build_digest": self.build_digest,
             "augmentation": self.augmentation,
             "labels_per_second": self.labels_per_second,
+            **({"provenance": self.provenance} if self.provenance else {}),
             "shards": self.shards,
         }
 
@@ -191,6 +195,7 @@ class DatasetInfo:
             build_digest=str(data.get("build_digest", "")),
             augmentation=dict(data.get("augmentation") or {}),
             labels_per_second=dict(data.get("labels_per_second") or {}),
+            provenance=dict(data.get("provenance") or {}),
             created=data.get("created", ""),
             tool_version=data.get("tool_version", ""),
         )

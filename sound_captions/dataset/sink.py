@@ -65,8 +65,8 @@ class ShardSink(Datasink):
             rows["labels"] = [split_labels(x) for x in rows["labels"]]
             rows["spectrogram"] = spec
             for clip_id, labels, split, tag in zip(rows["clip_id"], rows["labels"], rows["split"], rows["augment"], strict=True):
-                entry = clips.setdefault(clip_id, _new_entry(labels, split))
-                _count_row(entry, labels, tag)
+                entry = clips.setdefault(clip_id, new_clip_entry(labels, split))
+                count_row(entry, labels, tag)
             parts.append(shards.shard_table(rows, self.cfg))
         if parts:
             table_out = pa.concat_tables(parts)
@@ -87,7 +87,7 @@ class ShardSink(Datasink):
             shard_list.extend(ret["shards"])
             failures.extend(ret["failures"])
             for clip_id, entry in ret["clips"].items():
-                merged = clips.setdefault(clip_id, _new_entry(entry["labels"], entry["split"]))
+                merged = clips.setdefault(clip_id, new_clip_entry(entry["labels"], entry["split"]))
                 merged["windows"] += entry["windows"]
                 merged["labels"] += [m for m in entry["labels"] if m not in merged["labels"]]
                 for key in ("label_windows", "augment"):
@@ -99,13 +99,13 @@ class ShardSink(Datasink):
         log.error("dataset write failed: %s", error)
 
 
-def _new_entry(labels, split: str) -> dict:
+def new_clip_entry(labels, split: str) -> dict:
     """What the sink keeps per clip id: first row's labels, split, windows, windows per label
     (a "together" sequence's labels change per second) and per augment tag."""
     return {"labels": list(labels or []), "split": split, "windows": 0, "label_windows": {}, "augment": {}}
 
 
-def _count_row(entry: dict, labels, tag: str) -> None:
+def count_row(entry: dict, labels, tag: str) -> None:
     entry["windows"] += 1
     entry["labels"] += [m for m in labels or [] if m not in entry["labels"]]  # per-second labels: the union
     for mid in labels or []:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ class TrainConfig:
         in_memory: hold the dataset in Ray's object store (else stream it from the shards).
         patience: early stopping: epochs without a better selection score (validation mAP, ties
             broken by lower loss); 0: off.
+        select_checkpoint: which epoch's weights become the bundle: best (the selection score on
+            the validation split) or last (where validation labels are noisy, as in dataset
+            clean's fold models).
         max_failures: worker failures to recover from (from the last checkpoint).
         balance_classes: BCE pos_weight = negatives/positives per label, clipped to [1, 50].
         target_precision: per-label thresholds are tuned on validation data to this precision.
@@ -69,6 +73,7 @@ class TrainConfig:
     seed: int = 0
     in_memory: bool = True
     patience: int = 5
+    select_checkpoint: Literal["best", "last"] = "best"
     max_failures: int = 2
     balance_classes: bool = True
     target_precision: float = 0.9

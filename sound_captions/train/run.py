@@ -193,8 +193,8 @@ def train(
         raise result.error
     best = (
         result.get_best_checkpoint("selection_score", "max")
-        if result.best_checkpoints
-        else result.checkpoint
+        if result.best_checkpoints and cfg.select_checkpoint == "best"
+        else result.checkpoint  # the latest: Ray Train never deletes it
     )
     if best is None:
         raise RuntimeError("training produced no checkpoint")
