@@ -86,4 +86,15 @@ fi
 echo "bad input: a dangling symlink fails alone (exit 1); a missing bundle is one line (exit 2)"
 run evaluate --model "$WORK/run/model.bundle" --data "$WORK/ds" --split all --out "$WORK/eval"
 ls "$WORK"/eval/*.png >/dev/null
+# dataset clean: scoring needs the [clean] extra (cleanlab is AGPL-3.0) and says so on one line,
+# before any model is trained; --apply (a new dataset version) needs only the default install.
+rc=0
+"$SC" dataset clean "$WORK/ds" --out "$WORK/review" >"$WORK/out.txt" 2>&1 || rc=$?
+if [ "$rc" -ne 1 ] || grep -q "Traceback" "$WORK/out.txt" || ! grep -q "pip install 'sound-captions\[clean\]'" "$WORK/out.txt" || [ -e "$WORK/review" ]; then
+  cat "$WORK/out.txt"; echo "plain-install-check: FAILED: dataset clean without the clean extra (exit $rc)" >&2; exit 1
+fi
+clip=$("$VENV/bin/python" -c "import sys; from sound_captions.clean.folds import clip_label_sets; print(sorted(clip_label_sets(sys.argv[1], ('train', 'valid', 'test')))[0])" "$WORK/ds")
+printf 'clip_id,decision\n%s,drop\n' "$clip" >"$WORK/decisions.csv"
+run dataset clean "$WORK/ds" --apply "$WORK/decisions.csv" --out "$WORK/ds-cleaned"
+grep -q "^clips dropped: 1, relabelled: 0" "$WORK/out.txt" || { echo "plain-install-check: FAILED: dataset clean --apply" >&2; exit 1; }
 echo "plain-install-check: passed in $(( $(date +%s) - start )) s"

@@ -314,7 +314,7 @@ def dataset_clean(ctx, uri, out, decisions, drop_above, hparams, splits, page_cl
         except (DecisionsError, FileExistsError) as exc:
             raise click.UsageError(str(exc)) from exc
         record = made.provenance
-        click.echo(f"{len(record['dropped'])} clips dropped, {len(record['relabelled'])} relabelled → {out} ({len(made.shards)} shard(s)); {uri} unchanged")
+        click.echo(f"clips dropped: {len(record['dropped'])}, relabelled: {len(record['relabelled'])} → {out} ({len(made.shards)} shard(s)); {uri} unchanged")
         return
     try:
         cfg = CleanConfig(hparams=json.loads(hparams), splits=tuple(s.strip() for s in splits.split(",") if s.strip()), **take(CleanConfig, options))

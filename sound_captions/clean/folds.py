@@ -56,7 +56,7 @@ class CleanConfig:
     folds: int = 3
     model: str = "compact"
     hparams: dict = field(default_factory=dict)
-    epochs: int = 8
+    epochs: int = 24
     batch_size: int = 32
     valid_fraction: float = 0.15
     splits: tuple[str, ...] = ("train", "valid", "test")

@@ -108,7 +108,7 @@ def _card(rank: int, clip: ClipSuspicion, labels: list[str], names: dict[str, st
   <p><b>labels:</b> {e('; '.join(label_names) or '(none: a negative)')}</p>
   <p><b>suggested:</b> {e(change)}</p>
   {''.join(f'<p class="detail">{d}</p>' for d in details)}
-  <p class="muted">most likely: {e(', '.join(f'{names.get(m, m)} {p:.2f}' for m, p in top))}; label quality {clip.quality:.3f}</p>
+  <p class="muted">most likely: {e(', '.join(f'{names.get(m, m)} {p:.2f}' for m, p in top))}; wrong {clip.wrong_score:.2f}, missing {clip.missing_score:.2f}, cleanlab label quality {clip.label_quality:.3f}</p>
   {_second_strip(clip, labels, names)}
   <div class="decide">
     <label>decision <select class="decision">

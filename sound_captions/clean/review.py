@@ -55,11 +55,11 @@ def suspicions_csv(clips: list[ClipSuspicion], names: dict[str, str]) -> str:
         return ";".join(names.get(m, m) for m in mids)
 
     return _csv_text(
-        ["rank", "clip_id", "source", "start_s", "seconds", "labels", "suspicion", "quality", "issue",
+        ["rank", "clip_id", "source", "start_s", "seconds", "labels", "suspicion", "wrong_score", "missing_score", "label_quality", "issue",
          "probably_wrong", "probably_missing", "suggestion", "suggested_labels", "absent_seconds"],
         (
             [rank, c.clip_id, c.source, f"{c.start_s:.3f}", c.n_seconds, names_of(c.labels), f"{c.suspicion:.6f}",
-             f"{c.quality:.6f}", int(c.issue), names_of(c.wrong), names_of(c.missing), c.suggestion,
+             f"{c.wrong_score:.6f}", f"{c.missing_score:.6f}", f"{c.label_quality:.6f}", int(c.issue), names_of(c.wrong), names_of(c.missing), c.suggestion,
              names_of(c.suggested_labels),
              " ".join(f"{names.get(m, m)}:{','.join(map(str, s))}" for m, s in c.partial.items())]
             for rank, c in enumerate(clips, start=1)

@@ -1,11 +1,18 @@
 """Out-of-fold scores → per clip and label: how likely the label is wrong or missing, a suggested
 change, and per second: which seconds of a labelled clip the label does not seem to cover.
 
-The clip-level scores are cleanlab's multi-label label-quality scores (confident learning,
-Northcutt et al.; self-confidence per class, aggregated over classes) on the clips' pooled
-out-of-fold probabilities; the issue flags are cleanlab's ``find_label_issues``. cleanlab is
-AGPL-3.0, so it is an optional extra (``pip install 'sound-captions[clean]'``) and not part of
-the default install of this Apache-2.0 project.
+The scores are cleanlab's per-class label quality (confident learning, Northcutt et al.:
+self-confidence of each class's given/not-given label, with the per-class confident thresholds
+subtracted from the probabilities so that classes the model is less sure of weigh the same) on
+the clips' pooled out-of-fold probabilities. Per clip: ``wrong_score`` = 1 − the lowest quality
+among its given labels, ``missing_score`` = 1 − the lowest among the others, and the
+**suspicion** the review ranks by is their mean: a label replaced by another one raises both,
+a clip the model merely finds hard raises one. Chosen on the real-sound corpus with 10 % flips
+(``bench/bench_clean.py``): cleanlab's whole-clip score (aggregated over every class) ranked far
+worse there, because the 19 labels a clip does not have dominate it; it is kept as
+``label_quality``. The issue flags are cleanlab's ``find_label_issues``. cleanlab is AGPL-3.0,
+so it is an optional extra (``pip install 'sound-captions[clean]'``) and not part of the default
+install of this Apache-2.0 project.
 
 A clip's probability of a label pools its seconds: the mean of its top third of per-second
 scores, so a sound heard in a few seconds of a ten-second clip still counts, while one stray
@@ -22,6 +29,9 @@ from sound_captions.clean.folds import OutOfFold
 
 #: what --apply accepts as a decision
 KEEP, DROP, RELABEL = "keep", "drop", "relabel"
+#: a label whose (adjusted) per-class quality is below this is called probably wrong (given) or
+#: probably missing (not given) in the suggestion
+SUGGEST_BELOW = 0.5
 
 
 class CleanlabMissingError(ImportError):
@@ -52,8 +62,9 @@ def pool_seconds(scores: np.ndarray) -> np.ndarray:
 class ClipSuspicion:
     """One clip's verdict.
 
-    ``quality``: cleanlab's label quality (0..1, low: probably wrong); ``suspicion`` = 1 −
-    quality, what the review ranks by; ``issue``: cleanlab flags it; ``probability``: the clip's
+    ``suspicion``: what the review ranks by (0..1, the mean of ``wrong_score`` and
+    ``missing_score``); ``label_quality``: cleanlab's whole-clip label quality (low: probably
+    wrong); ``issue``: cleanlab's ``find_label_issues`` flags it; ``probability``: the clip's
     pooled out-of-fold probability per label; ``wrong`` / ``missing``: labels given but probably
     absent / not given but probably present; ``suggestion``: keep, drop or relabel, with
     ``suggested_labels``; ``partial``: label → the seconds (indices into the clip) it seems
@@ -64,8 +75,10 @@ class ClipSuspicion:
     start_s: float
     n_seconds: int
     labels: tuple[str, ...]
-    quality: float
     suspicion: float
+    wrong_score: float
+    missing_score: float
+    label_quality: float
     issue: bool
     probability: dict[str, float]
     wrong: tuple[str, ...]
@@ -103,15 +116,18 @@ def rank_clips(oof: OutOfFold) -> list[ClipSuspicion]:
     given = np.zeros_like(probs, dtype=bool)
     for i, js in enumerate(given_lists):
         given[i, js] = True
-    quality = cl_rank.get_label_quality_scores(given_lists, probs)
+    per_class = np.asarray(cl_rank.get_label_quality_scores_per_class(given_lists, probs, adjust_pred_probs=True))
+    wrong_score = 1.0 - np.where(given, per_class, 1.0).min(axis=1)
+    missing_score = 1.0 - np.where(~given, per_class, 1.0).min(axis=1)
+    label_quality = cl_rank.get_label_quality_scores(given_lists, probs)
     issues = _find_issues(cl_filter, given_lists, probs)
     thresholds = class_thresholds(given, probs)
     sources = oof.meta.column("source").to_pylist()
     start_s = oof.meta.column("start_s").to_numpy()
     out = []
     for i, (a, b) in enumerate(bounds):
-        wrong = [oof.labels[j] for j in given_lists[i] if probs[i, j] < thresholds[j]]
-        missing = [oof.labels[j] for j in np.flatnonzero(~given[i]) if probs[i, j] >= thresholds[j]]
+        wrong = [oof.labels[j] for j in given_lists[i] if per_class[i, j] < SUGGEST_BELOW]
+        missing = [oof.labels[j] for j in np.flatnonzero(~given[i]) if per_class[i, j] < SUGGEST_BELOW]
         kept = [oof.labels[j] for j in given_lists[i] if oof.labels[j] not in wrong]
         new = tuple(sorted({*kept, *missing}))
         if not wrong and not missing:
@@ -130,8 +146,9 @@ def rank_clips(oof: OutOfFold) -> list[ClipSuspicion]:
         out.append(
             ClipSuspicion(
                 clip_id=clip_ids[i], source=str(sources[a]), start_s=float(start_s[a]), n_seconds=int(b - a),
-                labels=tuple(oof.labels[j] for j in given_lists[i]), quality=float(quality[i]),
-                suspicion=float(1.0 - quality[i]), issue=bool(issues[i]),
+                labels=tuple(oof.labels[j] for j in given_lists[i]),
+                suspicion=float((wrong_score[i] + missing_score[i]) / 2), wrong_score=float(wrong_score[i]),
+                missing_score=float(missing_score[i]), label_quality=float(label_quality[i]), issue=bool(issues[i]),
                 probability={m: float(probs[i, j]) for j, m in enumerate(oof.labels)},
                 wrong=tuple(wrong), missing=tuple(missing), suggestion=suggestion,
                 suggested_labels=new if suggestion == RELABEL else (), partial=partial,
