@@ -35,8 +35,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_realsounds import pick_classes  # noqa: E402 - the benchmark's class set
 
 from sound_captions import storage  # noqa: E402
-from sound_captions.clean import CleanConfig, apply_decisions, clean_dataset  # noqa: E402
+from sound_captions.clean.apply import apply_decisions  # noqa: E402
 from sound_captions.clean.folds import clip_label_sets  # noqa: E402
+from sound_captions.clean.options import CleanConfig  # noqa: E402
+from sound_captions.clean.review import clean_dataset  # noqa: E402
 from sound_captions.dataset import shards  # noqa: E402
 from sound_captions.dataset.build import BuildOptions, build_dataset  # noqa: E402
 from sound_captions.ontology import Ontology  # noqa: E402

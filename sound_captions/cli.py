@@ -13,7 +13,7 @@ import click
 from sound_captions import __version__
 from sound_captions.caption.options import CaptionOptions
 from sound_captions.caption.postprocess import PostprocessConfig
-from sound_captions.clean.folds import CleanConfig
+from sound_captions.clean.options import CleanConfig
 from sound_captions.cli_bundle import bundle
 from sound_captions.cli_evaluate import evaluate_cmd, evaluate_run_cmd
 from sound_captions.cli_options import options_from, take
@@ -298,13 +298,10 @@ def dataset_clean(ctx, uri, out, decisions, drop_above, hparams, splits, page_cl
     (review.html). With --apply, write the cleaned dataset to OUT; the original is never changed.
 
     Needs the clean extra: pip install 'sound-captions[clean]'."""
-    from sound_captions.clean import (
-        CleanlabMissingError,
-        DecisionsError,
-        apply_decisions,
-        clean_dataset,
-    )
-    from sound_captions.clean.suspicion import require_cleanlab
+    from sound_captions.clean.apply import DecisionsError, apply_decisions
+    from sound_captions.clean.folds import CleanInputError
+    from sound_captions.clean.review import clean_dataset
+    from sound_captions.clean.suspicion import CleanlabMissingError, require_cleanlab
 
     if drop_above is not None and not decisions:
         raise click.UsageError("--drop-above goes with --apply SUSPICIONS_CSV")
@@ -325,7 +322,10 @@ def dataset_clean(ctx, uri, out, decisions, drop_above, hparams, splits, page_cl
     except CleanlabMissingError as exc:
         raise click.ClickException(str(exc)) from exc
     _start_ray(ctx)
-    report = clean_dataset(uri, out, cfg, page_clips=page_clips, audio=audio, progress=lambda line: click.echo(line, err=True))
+    try:
+        report = clean_dataset(uri, out, cfg, page_clips=page_clips, audio=audio, progress=lambda line: click.echo(line, err=True))
+    except CleanInputError as exc:
+        raise click.UsageError(str(exc)) from exc
     click.echo(f"{len(report.clips)} clips examined: cleanlab flags {report.flagged}, {report.suggested} with a suggested change → {out}/review.html")
 
 

@@ -16,9 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from sound_captions.bundle import load_bundle
-from sound_captions.clean import CleanConfig, DecisionsError, apply_decisions, clean_dataset
-from sound_captions.clean.apply import decisions_transform, read_decisions
+from sound_captions.clean.apply import DecisionsError, apply_decisions, decisions_transform, read_decisions
 from sound_captions.clean.folds import assign_folds, clip_label_sets
+from sound_captions.clean.options import CleanConfig
+from sound_captions.clean.review import clean_dataset
 from sound_captions.clean.suspicion import pool_seconds
 from sound_captions.cli import main
 from sound_captions.dataset import shards
@@ -57,7 +58,7 @@ VOCAB = {BEEP: "Beep, bleep", MUSIC: "Music", NOISE: "White noise"}
 
 def test_decisions_name_their_line_for_every_problem():
     clips = {"c1", "c2"}
-    ok = read_decisions("clip_id,decision,labels\nc1,relabel,music; White noise\nc2,,\n", VOCAB, clips)
+    ok = read_decisions("\ufeffclip_id,decision,labels\nc1,relabel,music; White  noise\nc2,,\n", VOCAB, clips)
     assert [(d.clip_id, d.decision, d.labels) for d in ok] == [("c1", "relabel", (MUSIC, NOISE))]
     for text, message in [
         ("clip_id,decision\nc9,drop\n", "line 2: clip 'c9' is not in the dataset"),
@@ -65,6 +66,8 @@ def test_decisions_name_their_line_for_every_problem():
         ("clip_id,decision\nc1,delete\n", "line 2: decision 'delete' is not keep, drop or relabel"),
         ("clip_id,decision,labels\nc1,relabel,Accordion\n", "line 2: 'Accordion' is not a label of the dataset"),
         ("clip,decision\nc1,drop\n", "needs a clip_id column"),
+        ("clip_id,decision\nc1,relabel\n", "line 2: relabel needs a labels column"),
+        ("clip_id,suspicion\nc1,0.9\n", "no decision column"),
     ]:
         with pytest.raises(DecisionsError, match=message):
             read_decisions(text, VOCAB, clips)
@@ -171,12 +174,16 @@ def test_flipped_labels_rank_in_the_top_15_percent(noisy):
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_a_rerun_reuses_the_fold_scores(noisy):
+def test_a_rerun_reuses_finished_folds_and_redoes_an_unfinished_one(noisy):
     root, _, report = noisy
+    (root / "review" / ".work" / "fold-2" / "scores.parquet").unlink()  # as if killed while scoring
     lines = []
     again = clean_dataset(str(root / "noisy"), str(root / "review"), NOISY_CLEAN, page_clips=40, progress=lines.append)
-    assert lines == [f"fold {k}/3: scores of an earlier run reused" for k in (1, 2, 3)]
-    assert [c.clip_id for c in again.clips] == [c.clip_id for c in report.clips]
+    assert lines[:2] == [f"fold {k}/3: scores of an earlier run reused" for k in (1, 2)]
+    assert lines[2].startswith("fold 3/3: training compact on ") and len(lines) == 3
+    assert (root / "review" / ".work" / "fold-2" / "scores.parquet").exists()
+    # the retrained fold ranks the same flips first
+    assert set(c.clip_id for c in again.clips[:5]) == set(c.clip_id for c in report.clips[:5])
 
 
 def _test_scores(data: Path, run: Path) -> dict:
@@ -233,6 +240,7 @@ def test_command_line_mistakes_are_one_line_and_status_2(tmp_path):
         (["--drop-above", "0.5"], "--drop-above goes with --apply"),
         (["--folds", "1"], "folds must be at least 2"),
         (["--hparams", "[1"], "Expecting"),
+        (["--splits", "train,tset"], "splits must be some of train, valid, test"),
     ]:
         result = runner.invoke(main, ["dataset", "clean", str(tmp_path), "--out", str(tmp_path / "r"), *args])
         assert result.exit_code == 2 and message in result.output, (args, result.output)
@@ -258,6 +266,10 @@ def test_bad_decisions_write_nothing(clean_corpus, tmp_path):
     bad.write_text("clip_id,decision,labels\nnot-a-clip,drop,\n")
     result = CliRunner().invoke(main, ["dataset", "clean", str(clean_corpus), "--apply", str(bad), "--out", str(tmp_path / "v2")])
     assert result.exit_code == 2 and "line 2: clip 'not-a-clip' is not in the dataset" in result.output
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes("clip_id,decision,labels\nx,relabel,Müsic\n".encode("latin-1"))
+    result = CliRunner().invoke(main, ["dataset", "clean", str(clean_corpus), "--apply", str(latin), "--out", str(tmp_path / "v2")])
+    assert result.exit_code == 2 and "not UTF-8 text" in result.output
     assert not (tmp_path / "v2").exists()
 
 

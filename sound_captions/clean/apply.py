@@ -22,10 +22,13 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from sound_captions import storage
+from sound_captions.clean.folds import clip_label_sets
+from sound_captions.clean.options import SPLITS
 from sound_captions.clean.suspicion import DROP, KEEP, RELABEL
 from sound_captions.dataset import shards
 from sound_captions.dataset.augmentation import TOGETHER_PREFIX
 from sound_captions.dataset.rewrite import rewrite_dataset
+from sound_captions.ontology import Ontology, UnknownLabelError
 
 
 class DecisionsError(ValueError):
@@ -42,11 +45,12 @@ class Decision:
 
 
 def _resolve_label(text: str, vocabulary: dict[str, str], where: str) -> str:
-    if text in vocabulary:
-        return text
-    by_name = {name.casefold(): mid for mid, name in vocabulary.items()}
-    mid = by_name.get(text.strip().casefold())
-    if mid is None:
+    """A display name or mid (the ontology's spelling rules) → a mid of the dataset's vocabulary."""
+    try:
+        mid = Ontology.load().resolve(text)
+    except UnknownLabelError:
+        mid = None
+    if mid not in vocabulary:
         raise DecisionsError(f"{where}: {text!r} is not a label of the dataset (one of: {', '.join(sorted(vocabulary.values()))})")
     return mid
 
@@ -60,6 +64,8 @@ def read_decisions(text: str, vocabulary: dict[str, str], clip_ids: set[str], *,
         raise DecisionsError(f"{name}: needs a clip_id column and a decision column (or suspicion, with --drop-above)")
     if drop_above is not None and "suspicion" not in fields:
         raise DecisionsError(f"{name}: --drop-above needs a suspicion column (suspicions.csv of the review has one)")
+    if drop_above is None and "decision" not in fields:
+        raise DecisionsError(f"{name}: no decision column (a review's suspicions.csv is applied with --drop-above SCORE)")
     out, seen = [], {}
     for line, row in enumerate(reader, start=2):
         where = f"{name} line {line}"
@@ -82,21 +88,12 @@ def read_decisions(text: str, vocabulary: dict[str, str], clip_ids: set[str], *,
             raise DecisionsError(f"{where}: clip {clip_id!r} was already decided on line {seen[clip_id]}")
         seen[clip_id] = line
         labels = ()
+        if decision == RELABEL and "labels" not in fields:
+            raise DecisionsError(f"{where}: relabel needs a labels column (';'-separated; empty: the clip becomes a negative)")
         if decision == RELABEL:
             labels = tuple(sorted({_resolve_label(t.strip(), vocabulary, where) for t in (row.get("labels") or "").split(";") if t.strip()}))
         out.append(Decision(clip_id, decision, labels, suspicion, line))
     return out
-
-
-def _clip_ids(data_uri: str, info: shards.DatasetInfo) -> dict[str, list[str]]:
-    """clip id → its labels (the union over its own rows)."""
-    out: dict[str, set[str]] = {}
-    for uri in shards.shard_uris(data_uri, info):
-        table = shards.read_table(uri).select(["clip_id", "labels"])
-        for clip_id, labels in zip(table.column("clip_id").to_pylist(), table.column("labels").to_pylist(), strict=True):
-            if not clip_id.startswith(TOGETHER_PREFIX):
-                out.setdefault(clip_id, set()).update(labels or ())
-    return {c: sorted(v) for c, v in out.items()}
 
 
 def _members(source: str) -> set[str]:
@@ -110,8 +107,8 @@ def decisions_transform(decisions: list[Decision], labels_of: dict[str, list[str
     drop = {d.clip_id for d in decisions if d.decision == DROP}
     relabel = {
         d.clip_id: (set(labels_of[d.clip_id]) - set(d.labels), sorted(set(d.labels) - set(labels_of[d.clip_id])))
-        for d in decisions if d.decision == RELABEL
-    }  # fmt: skip
+        for d in decisions if d.decision == RELABEL and set(d.labels) != set(labels_of[d.clip_id])
+    }  # fmt: skip (a relabel to the labels it has is a keep)
     changed = drop | set(relabel)
 
     def transform(table: pa.Table) -> pa.Table:
@@ -136,15 +133,18 @@ def decisions_transform(decisions: list[Decision], labels_of: dict[str, list[str
 def apply_decisions(data_uri: str, decisions_uri: str, out: str, *, drop_above: float | None = None) -> shards.DatasetInfo:
     """Write the cleaned version of ``data_uri`` to ``out`` and return its ``dataset.json``."""
     info = shards.load_dataset_info(data_uri)
-    text = storage.read_text(decisions_uri)
-    labels_of = _clip_ids(data_uri, info)
+    try:
+        text = storage.read_text(decisions_uri)
+    except UnicodeDecodeError as exc:
+        raise DecisionsError(f"{decisions_uri}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    labels_of = {c: list(v) for c, v in clip_label_sets(data_uri, SPLITS).items()}
     decisions = read_decisions(text, dict(info.vocabulary), set(labels_of), name=decisions_uri, drop_above=drop_above)
     record = {
         "cleaned_with": {"decisions": decisions_uri, "sha256": hashlib.sha256(text.encode()).hexdigest(), "drop_above": drop_above},
         "dropped": [{"clip_id": d.clip_id, "labels": labels_of[d.clip_id], "suspicion": d.suspicion} for d in decisions if d.decision == DROP],
         "relabelled": [
             {"clip_id": d.clip_id, "from": labels_of[d.clip_id], "to": list(d.labels), "suspicion": d.suspicion}
-            for d in decisions if d.decision == RELABEL and list(d.labels) != labels_of[d.clip_id]
+            for d in decisions if d.decision == RELABEL and set(d.labels) != set(labels_of[d.clip_id])
         ],
         "kept": sum(d.decision == KEEP for d in decisions),
     }  # fmt: skip

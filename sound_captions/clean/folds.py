@@ -5,8 +5,8 @@ Only the clips' own seconds take part (``augment == "original"``): an augmented 
 "together" sequence holding a held-out clip would leak it into training. Folds are dealt by
 clip, stratified by label set, seeded. Each fold is a dataset of its own under
 ``<work>/fold-<i>/data`` (held-out clips: split ``test``; a seeded share of the rest:
-``valid``, for early stopping and thresholds), so that fold's training is a plain ``train``
-run; its scores are kept in ``<work>/fold-<i>/scores.parquet`` and a rerun with the same key
+``valid``, for the fold model's reported mAP and thresholds: no early stopping, its labels are
+as noisy as the rest), so that fold's training is a plain ``train`` run; its scores are kept in ``<work>/fold-<i>/scores.parquet`` and a rerun with the same key
 (dataset digest, settings, folds) reuses them.
 """
 
@@ -17,61 +17,26 @@ import json
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from sound_captions import storage
+from sound_captions.clean.options import CleanConfig
 from sound_captions.dataset import shards
 from sound_captions.dataset.rewrite import rewrite_dataset
 
 log = logging.getLogger(__name__)
 
+
+class CleanInputError(ValueError):
+    """The dataset cannot be examined as asked (too few clips in the examined splits)."""
+
 ORIGINAL = "original"
 SCORES = "scores.parquet"
 KEY = "key.json"
-
-
-@dataclass(frozen=True)
-class CleanConfig:
-    """How ``dataset clean`` makes its out-of-fold predictions.
-
-    Attributes:
-        folds: k of the k-fold split over clips (each model is trained on k−1 folds).
-        model: architecture from the model registry (small and fast by default).
-        hparams: model hyper-parameters.
-        epochs: epochs per fold model (no early stopping: the validation labels are as noisy as
-            the rest; the last epoch's weights score the held-out fold).
-        batch_size: training batch (windows).
-        valid_fraction: share of each fold's training clips kept for validation (the fold
-            model's thresholds and reported validation mAP).
-        splits: the dataset splits whose clips are examined (the others are left alone).
-        seed: seed of the folds, the validation clips and the training.
-        workers: Ray Train workers per fold model.
-        cpus_per_worker: CPUs per worker.
-    """
-
-    folds: int = 3
-    model: str = "compact"
-    hparams: dict = field(default_factory=dict)
-    epochs: int = 24
-    batch_size: int = 32
-    valid_fraction: float = 0.15
-    splits: tuple[str, ...] = ("train", "valid", "test")
-    seed: int = 0
-    workers: int = 1
-    cpus_per_worker: float = 1.0
-
-    def __post_init__(self):
-        if self.folds < 2:
-            raise ValueError(f"folds must be at least 2, got {self.folds}")
-        if not 0.0 < self.valid_fraction < 0.5:
-            raise ValueError(f"valid_fraction must be in (0, 0.5), got {self.valid_fraction}")
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "splits": list(self.splits)}
 
 
 def clip_label_sets(data_uri: str, splits: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
@@ -149,10 +114,10 @@ def out_of_fold_scores(data_uri: str, work: str, cfg: CleanConfig, progress: Cal
     info = shards.load_dataset_info(data_uri)
     clip_labels = clip_label_sets(data_uri, cfg.splits)
     if len(clip_labels) < cfg.folds * 2:
-        raise ValueError(f"{data_uri}: {len(clip_labels)} clips in splits {list(cfg.splits)}, too few for {cfg.folds} folds")
+        raise CleanInputError(f"{data_uri}: {len(clip_labels)} clips in splits {list(cfg.splits)}, too few for {cfg.folds} folds")
     assignment = assign_folds(clip_labels, cfg.folds, cfg.valid_fraction, cfg.seed)
     key = {
-        "dataset_digest": shards.dataset_digest(data_uri), "config": cfg.to_dict(),
+        "dataset_digest": shards.dataset_digest(data_uri), "config": cfg.key(),
         "assignment": hashlib.sha256(json.dumps(sorted(assignment.items())).encode()).hexdigest(),
     }  # fmt: skip
     parts = []
@@ -164,8 +129,9 @@ def out_of_fold_scores(data_uri: str, work: str, cfg: CleanConfig, progress: Cal
             progress(f"fold {fold + 1}/{cfg.folds}: scores of an earlier run reused")
             parts.append(shards.read_table(scores_uri))
             continue
-        for stale in storage.list_files(folder) if storage.exists(folder) else []:
-            storage.delete(stale)
+        if storage.is_s3(folder) or storage.exists(folder):  # an earlier run's fold that did not finish
+            for stale in list(storage.list_files(folder)):
+                storage.delete(stale.uri)
         fold_data = storage.join(folder, "data")
         rewrite_dataset(data_uri, fold_data, fold_transform(assignment, fold, cfg.splits), provenance={"fold": fold, "folds": cfg.folds})
         held_out = sum(1 for f, _ in assignment.values() if f == fold)

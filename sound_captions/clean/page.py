@@ -23,6 +23,8 @@ from sound_captions.clean.suspicion import DROP, KEEP, RELABEL, ClipSuspicion
 log = logging.getLogger(__name__)
 
 OPUS_BITRATE = "24k"
+#: a clip longer than this (a whole film labelled from its subtitles) shows its first seconds only
+PAGE_MAX_SECONDS = 60
 
 
 def spectrogram_png(spec: np.ndarray) -> bytes:
@@ -71,7 +73,7 @@ def _second_strip(clip: ClipSuspicion, labels: list[str], names: dict[str, str])
     for mid in [*clip.labels, *clip.missing]:
         cells = "".join(
             f'<td style="background:rgba(40,110,200,{s:.2f})" title="{k} s: {s:.2f}"></td>'
-            for k, s in enumerate(clip.per_second[:, index[mid]])
+            for k, s in enumerate(clip.per_second[:PAGE_MAX_SECONDS, index[mid]])
         )
         tag = "given" if mid in clip.labels else "missing?"
         rows.append(f"<tr><th>{html.escape(names.get(mid, mid))} <small>({tag})</small></th>{cells}</tr>")
@@ -94,7 +96,7 @@ def _card(rank: int, clip: ClipSuspicion, labels: list[str], names: dict[str, st
     for mid, seconds in clip.partial.items():
         details.append(f"{e(names.get(mid, mid))} seems absent from seconds {e(', '.join(str(s) for s in seconds))}")
     top = sorted(clip.probability.items(), key=lambda kv: -kv[1])[:3]
-    image = f'<img class="spec" alt="spectrogram" src="{_data_url("image/png", spectrogram_png(spec))}">' if spec is not None and len(spec) else ""
+    image = f'<img class="spec" alt="spectrogram" src="{_data_url("image/png", spectrogram_png(spec[:PAGE_MAX_SECONDS]))}">' if spec is not None and len(spec) else ""
     player = f'<audio controls preload="none" src="{audio}"></audio>' if audio else f'<p class="muted">no audio: {e(audio_problem)}</p>'
     suggested = "; ".join(names.get(m, m) for m in clip.suggested_labels) if clip.suggestion == RELABEL else "; ".join(label_names)
     all_labels = sorted({*clip.labels, *clip.missing})
@@ -102,7 +104,7 @@ def _card(rank: int, clip: ClipSuspicion, labels: list[str], names: dict[str, st
 <section class="clip" data-clip="{e(clip.clip_id)}" data-labels="{e('|'.join(all_labels))}" data-issue="{int(clip.issue)}"
   data-suggestion="{e(clip.suggestion)}" data-suggested-labels="{e(suggested)}" data-suspicion="{clip.suspicion:.6f}">
   <h2>#{rank} <code>{e(clip.clip_id)}</code> <span class="score">suspicion {clip.suspicion:.3f}</span>{' <span class="flag">issue</span>' if clip.issue else ''}</h2>
-  <p class="muted">{e(clip.source)} from {clip.start_s:.1f} s, {clip.n_seconds} s</p>
+  <p class="muted">{e(clip.source)} from {clip.start_s:.1f} s, {clip.n_seconds} s{f" (the first {PAGE_MAX_SECONDS} s shown)" if clip.n_seconds > PAGE_MAX_SECONDS else ""}</p>
   {image}
   {player}
   <p><b>labels:</b> {e('; '.join(label_names) or '(none: a negative)')}</p>
@@ -199,7 +201,7 @@ def write_review_page(
         url, problem = None, ""
         if audio:
             try:
-                url = _data_url("audio/ogg", clip_audio(clip.source, clip.start_s, float(clip.n_seconds)))
+                url = _data_url("audio/ogg", clip_audio(clip.source, clip.start_s, float(min(clip.n_seconds, PAGE_MAX_SECONDS))))
             except Exception as exc:  # noqa: BLE001 - the page is still useful without the player
                 problem = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
         else:

@@ -6,7 +6,7 @@
 - ``seconds.csv``: per second of every clip, the out-of-fold score of each label it has or
   probably misses (clip_id, second, start_s, label, given, score);
 - ``review.html``: the page (``page``), for the ``page_clips`` most suspicious clips;
-- ``clean.json``: the settings, the dataset's digest, per-class thresholds and counts.
+- ``clean.json``: the settings, the dataset's digest and the counts.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sound_captions import storage
-from sound_captions.clean.folds import ORIGINAL, CleanConfig, out_of_fold_scores
+from sound_captions.clean.folds import ORIGINAL, out_of_fold_scores
+from sound_captions.clean.options import CleanConfig
 from sound_captions.clean.page import write_review_page
 from sound_captions.clean.suspicion import ClipSuspicion, rank_clips
 from sound_captions.dataset import shards

@@ -32,6 +32,8 @@ KEEP, DROP, RELABEL = "keep", "drop", "relabel"
 #: a label whose (adjusted) per-class quality is below this is called probably wrong (given) or
 #: probably missing (not given) in the suggestion
 SUGGEST_BELOW = 0.5
+#: probably missing labels listed per clip at most (the most likely first)
+MAX_MISSING = 3
 
 
 class CleanlabMissingError(ImportError):
@@ -66,8 +68,10 @@ class ClipSuspicion:
     ``missing_score``); ``label_quality``: cleanlab's whole-clip label quality (low: probably
     wrong); ``issue``: cleanlab's ``find_label_issues`` flags it; ``probability``: the clip's
     pooled out-of-fold probability per label; ``wrong`` / ``missing``: labels given but probably
-    absent / not given but probably present; ``suggestion``: keep, drop or relabel, with
-    ``suggested_labels``; ``partial``: label → the seconds (indices into the clip) it seems
+    absent / not given but probably present (at most three, the most likely first);
+    ``suggestion``: keep, drop or relabel, with ``suggested_labels`` (only a clip with a label
+    probably wrong gets a change: the most likely missing label replaces it); ``partial``:
+    label → the seconds (indices into the clip) it seems
     absent from, for labels the clip as a whole does hold."""
 
     clip_id: str
@@ -92,8 +96,8 @@ class ClipSuspicion:
 def class_thresholds(given: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Per class, the midpoint between its mean probability over the clips labelled with it
     (confident learning's per-class threshold) and over the clips not labelled with it: a
-    given label below it is probably wrong, a missing one above it probably missing. 0.5 where
-    either side has no clip."""
+    second of a labelled clip below it seems not to hold the label. 0.5 where either side has
+    no clip."""
     pos, neg = given.sum(axis=0), (~given).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_pos = (probs * given).sum(axis=0) / pos
@@ -127,10 +131,15 @@ def rank_clips(oof: OutOfFold) -> list[ClipSuspicion]:
     out = []
     for i, (a, b) in enumerate(bounds):
         wrong = [oof.labels[j] for j in given_lists[i] if per_class[i, j] < SUGGEST_BELOW]
-        missing = [oof.labels[j] for j in np.flatnonzero(~given[i]) if per_class[i, j] < SUGGEST_BELOW]
+        others = np.where(given[i], np.inf, per_class[i])
+        candidates = [j for j in np.argsort(others, kind="stable")[:MAX_MISSING] if others[j] < SUGGEST_BELOW]
+        missing = [oof.labels[j] for j in candidates]
+        # Only a clip with a label that looks wrong gets a change: the most likely missing label
+        # takes its place. Labels only "missing" are listed, never added on their own (on real
+        # sound, with fold models of modest accuracy, that would touch nearly every clip).
         kept = [oof.labels[j] for j in given_lists[i] if oof.labels[j] not in wrong]
-        new = tuple(sorted({*kept, *missing}))
-        if not wrong and not missing:
+        new = tuple(sorted({*kept, *missing[:1]})) if wrong else tuple(oof.labels[j] for j in given_lists[i])
+        if not wrong:
             suggestion = KEEP
         elif not new:
             suggestion = DROP  # nothing it holds is known: as a negative it could teach "silence"

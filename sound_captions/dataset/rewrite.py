@@ -31,33 +31,19 @@ def rewrite_dataset(
     transform: RowTransform,
     *,
     provenance: dict | None = None,
-    rows_per_shard: int | None = None,
 ) -> shards.DatasetInfo:
     """Write the rows ``transform`` keeps of every shard of dataset ``src`` as a new dataset at
-    ``dst`` (local or ``s3://``, must not hold a dataset) and return its ``dataset.json``.
-
-    ``rows_per_shard``: re-cut into shards of about this many rows (default: one per source
-    shard). ``provenance`` is recorded in the new ``dataset.json`` (with ``from`` and
-    ``from_digest`` of ``src`` added); the build digest changes with it, so a rerun of ``dataset
-    build`` never takes the new version for the old one."""
+    ``dst`` (local or ``s3://``, must not hold a dataset) and return its ``dataset.json``: one
+    shard per source shard that keeps a row. Counts and each label's obtained clips
+    (``coverage``) are recomputed; what the build requested is kept. ``provenance`` is
+    recorded in the new ``dataset.json`` (with ``from`` and ``from_digest`` of ``src`` added);
+    the build digest changes with it, so a rerun of ``dataset build`` never takes the new
+    version for the old one."""
     info = shards.load_dataset_info(src)
     if storage.exists(storage.join(dst, shards.DATASET_JSON)):
         raise FileExistsError(f"{dst} already holds a dataset; choose another folder (the original is never overwritten)")
     clips: dict[str, dict] = {}
     written: list[str] = []
-    pending: list[pa.Table] = []
-
-    def flush(force: bool) -> None:
-        table = pa.concat_tables(pending) if pending else None
-        if table is None or (not force and rows_per_shard and table.num_rows < rows_per_shard):
-            return
-        pending.clear()
-        step = rows_per_shard or table.num_rows
-        for start in range(0, table.num_rows, max(step, 1)):
-            uri = shards.new_shard_uri(dst)
-            shards.write_table(table.slice(start, step), uri)
-            written.append(shards.SHARD_DIR + "/" + uri.rsplit("/", 1)[-1])
-
     for uri in shards.shard_uris(src, info):
         table = transform(shards.read_table(uri))
         if table is None or table.num_rows == 0:
@@ -67,14 +53,18 @@ def rewrite_dataset(
         for clip_id, labels, split, tag in zip(*columns.values(), strict=True):
             entry = clips.setdefault(clip_id, new_clip_entry(labels, split))
             count_row(entry, labels, tag)
-        pending.append(table)
-        flush(force=rows_per_shard is None)
-    flush(force=True)
+        target = shards.new_shard_uri(dst)
+        shards.write_table(table, target)
+        written.append(shards.SHARD_DIR + "/" + target.rsplit("/", 1)[-1])
     record = {"from": src, "from_digest": shards.dataset_digest(src), **(provenance or {})}
     made = replace(
         info,
         shards=written,
         counts=dataset_counts(clips, info.vocabulary),
+        coverage={
+            m: {**entry, "obtained": sum(1 for c, e in clips.items() if not c.startswith(TOGETHER_PREFIX) and m in e["labels"])}
+            for m, entry in info.coverage.items()
+        },
         obtained=sum(1 for c in clips if not c.startswith(TOGETHER_PREFIX)),
         build_digest=hashlib.sha256(json.dumps([info.build_digest, record], sort_keys=True, default=str).encode()).hexdigest(),
         provenance=record,

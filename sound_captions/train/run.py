@@ -103,6 +103,8 @@ def train(
 
     from sound_captions.models import build_model, context_seconds, default_hparams
 
+    if cfg.select_checkpoint not in ("best", "last"):
+        raise ValueError(f"select_checkpoint must be best or last, got {cfg.select_checkpoint!r}")
     info = shards.load_dataset_info(cfg.data)
     if not info.shards:
         raise ValueError(
