@@ -16,7 +16,12 @@ import pytest
 from click.testing import CliRunner
 
 from sound_captions.bundle import load_bundle
-from sound_captions.clean.apply import DecisionsError, apply_decisions, decisions_transform, read_decisions
+from sound_captions.clean.apply import (
+    DecisionsError,
+    apply_decisions,
+    decisions_transform,
+    read_decisions,
+)
 from sound_captions.clean.folds import assign_folds, clip_label_sets
 from sound_captions.clean.options import CleanConfig
 from sound_captions.clean.review import clean_dataset
