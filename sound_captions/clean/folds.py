@@ -44,13 +44,14 @@ def clip_label_sets(data_uri: str, splits: tuple[str, ...]) -> dict[str, tuple[s
     info = shards.load_dataset_info(data_uri)
     out: dict[str, set[str]] = {}
     for uri in shards.shard_uris(data_uri, info):
-        table = _examined(shards.read_table(uri).select(["clip_id", "labels", "split", "augment"]), splits)
+        table = own_seconds(shards.read_table(uri).select(["clip_id", "labels", "split", "augment"]), splits)
         for clip_id, labels in zip(table.column("clip_id").to_pylist(), table.column("labels").to_pylist(), strict=True):
             out.setdefault(clip_id, set()).update(labels or ())
     return {c: tuple(sorted(v)) for c, v in out.items()}
 
 
-def _examined(table: pa.Table, splits: tuple[str, ...]) -> pa.Table:
+def own_seconds(table: pa.Table, splits: tuple[str, ...]) -> pa.Table:
+    """The rows of the clips' own audio (no augmented copy, no "together" sequence) in ``splits``."""
     keep = pc.and_(pc.equal(table.column("augment"), ORIGINAL), pc.is_in(table.column("split"), pa.array(list(splits))))
     return table.filter(keep)
 
@@ -83,7 +84,7 @@ def fold_transform(assignment: dict[str, tuple[int, bool]], fold: int, splits: t
     ``valid`` (the clips' own seconds of the examined splits only)."""
 
     def transform(table: pa.Table) -> pa.Table:
-        table = _examined(table, splits)
+        table = own_seconds(table, splits)
         ids = table.column("clip_id").to_pylist()
         split = ["test" if assignment[c][0] == fold else ("valid" if assignment[c][1] else "train") for c in ids]
         return table.set_column(table.schema.get_field_index("split"), "split", pa.array(split, pa.string()))

@@ -22,10 +22,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sound_captions import storage
-from sound_captions.clean.folds import ORIGINAL, out_of_fold_scores
-from sound_captions.clean.options import CleanConfig
+from sound_captions.clean.folds import out_of_fold_scores, own_seconds
+from sound_captions.clean.options import SPLITS, CleanConfig
 from sound_captions.clean.page import write_review_page
-from sound_captions.clean.suspicion import ClipSuspicion, rank_clips
+from sound_captions.clean.suspicion import DROP, KEEP, RELABEL, ClipSuspicion, rank_clips
 from sound_captions.dataset import shards
 
 SUSPICIONS = "suspicions.csv"
@@ -85,7 +85,8 @@ def clip_spectrograms(data_uri: str, clip_ids: set[str]) -> dict[str, np.ndarray
     parts: dict[str, list[tuple[float, np.ndarray]]] = {}
     for uri in shards.shard_uris(data_uri, info):
         table = shards.read_table(uri)
-        table = table.filter(pc.and_(pc.equal(table.column("augment"), ORIGINAL), pc.is_in(table.column("clip_id"), value_set=pa.array(sorted(clip_ids), pa.string()))))
+        table = own_seconds(table, SPLITS)
+        table = table.filter(pc.is_in(table.column("clip_id"), value_set=pa.array(sorted(clip_ids), pa.string())))
         if not table.num_rows:
             continue
         spec = shards.spectrograms(table)
@@ -112,7 +113,7 @@ def clean_dataset(
     storage.write_text(storage.join(review, SECONDS), seconds_csv(clips, oof.labels))
     shown = clips[:page_clips]
     flagged = sum(c.issue for c in clips)
-    suggested = sum(c.suggestion != "keep" for c in clips)
+    suggested = sum(c.suggestion != KEEP for c in clips)
     summary = (
         f"{len(clips)} clips of {data_uri} examined with {cfg.folds}-fold out-of-fold predictions ({cfg.model}); "
         f"cleanlab flags {flagged}, {suggested} have a suggested change; the {len(shown)} most suspicious are shown."
@@ -126,7 +127,7 @@ def clean_dataset(
         json.dumps({
             "format": "sound-captions/clean/1", "dataset": data_uri, "dataset_digest": shards.dataset_digest(data_uri),
             "config": cfg.to_dict(), "clips": len(clips), "flagged": flagged, "suggested": suggested,
-            "suggestions": {k: sum(c.suggestion == k for c in clips) for k in ("keep", "drop", "relabel")},
+            "suggestions": {k: sum(c.suggestion == k for c in clips) for k in (KEEP, DROP, RELABEL)},
             "page_clips": len(shown),
         }, indent=2),
     )  # fmt: skip
