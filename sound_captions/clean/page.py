@@ -5,7 +5,8 @@ downloads ``decisions.csv`` for ``dataset clean --apply``.
 Each card: the clip's spectrogram (its own seconds side by side, low frequencies at the bottom),
 an audio player of the clip (Opus in Ogg, cut from the source by ffmpeg; absent where the
 source cannot be read here, e.g. a YouTube id), its labels, the suggested change, the scores,
-and per second the out-of-fold score of each label it has or probably misses.
+and per second the out-of-fold score of each label it has or probably misses; with CLAP, its
+zero-shot choice and the given labels' ranks, and its per-second probability of each given label.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 
 import numpy as np
 
+from sound_captions.clean.clap import ClapClip, clip_columns
 from sound_captions.clean.suspicion import DROP, KEEP, RELABEL, ClipSuspicion
 
 log = logging.getLogger(__name__)
@@ -66,21 +68,39 @@ def _names(mids, names: dict[str, str]) -> str:
     return "; ".join(names.get(m, m) for m in mids)
 
 
-def _second_strip(clip: ClipSuspicion, labels: list[str], names: dict[str, str]) -> str:
-    """Per second, the out-of-fold score of each label the clip has or probably misses."""
+def _second_strip(clip: ClipSuspicion, labels: list[str], names: dict[str, str], clap: ClapClip | None) -> str:
+    """Per second, the out-of-fold score of each label the clip has or probably misses, and
+    (orange) CLAP's probability of each label it has."""
     index = {m: j for j, m in enumerate(labels)}
     rows = []
+
+    def row(head: str, scores, rgb: str) -> None:
+        cells = "".join(f'<td style="background:rgba({rgb},{s:.2f})" title="{k} s: {s:.2f}"></td>' for k, s in enumerate(scores[:PAGE_MAX_SECONDS]))
+        rows.append(f"<tr><th>{head}</th>{cells}</tr>")
+
     for mid in [*clip.labels, *clip.missing]:
-        cells = "".join(
-            f'<td style="background:rgba(40,110,200,{s:.2f})" title="{k} s: {s:.2f}"></td>'
-            for k, s in enumerate(clip.per_second[:PAGE_MAX_SECONDS, index[mid]])
-        )
         tag = "given" if mid in clip.labels else "missing?"
-        rows.append(f"<tr><th>{html.escape(names.get(mid, mid))} <small>({tag})</small></th>{cells}</tr>")
+        row(f"{html.escape(names.get(mid, mid))} <small>({tag})</small>", clip.per_second[:, index[mid]], "40,110,200")
+    if clap is not None and clap.per_second is not None:
+        for mid in clip.labels:
+            row(f"{html.escape(names.get(mid, mid))} <small>(CLAP)</small>", clap.per_second[:, index[mid]], "220,120,30")
     return f'<table class="strip">{"".join(rows)}</table>'
 
 
-def _card(rank: int, clip: ClipSuspicion, labels: list[str], names: dict[str, str], spec: np.ndarray | None, audio: str | None, audio_problem: str) -> str:
+def _clap_line(clip: ClipSuspicion, labels: list[str], names: dict[str, str], clap: ClapClip | None) -> str:
+    if clap is None:
+        return ""
+    columns = clip_columns(clap, clip.labels, labels, names)
+    if columns["clap_problem"]:
+        return f'<p class="muted clap">CLAP: not scored ({html.escape(columns["clap_problem"])})</p>'
+    ranks = columns["clap_ranks"].replace(";", ", ") or "(no labels)"
+    return f'<p class="clap">CLAP zero-shot: most likely {html.escape(columns["clap_top"].replace(";", ", ")) }; the given labels rank {html.escape(ranks)}</p>'
+
+
+def _card(
+    rank: int, clip: ClipSuspicion, labels: list[str], names: dict[str, str], spec: np.ndarray | None, audio: str | None, audio_problem: str,
+    clap: ClapClip | None = None,
+) -> str:
     e = html.escape
     label_names = [names.get(m, m) for m in clip.labels]
     change = {
@@ -111,7 +131,8 @@ def _card(rank: int, clip: ClipSuspicion, labels: list[str], names: dict[str, st
   <p><b>suggested:</b> {e(change)}</p>
   {''.join(f'<p class="detail">{d}</p>' for d in details)}
   <p class="muted">most likely: {e(', '.join(f'{names.get(m, m)} {p:.2f}' for m, p in top))}; wrong {clip.wrong_score:.2f}, missing {clip.missing_score:.2f}, cleanlab label quality {clip.label_quality:.3f}</p>
-  {_second_strip(clip, labels, names)}
+  {_clap_line(clip, labels, names, clap)}
+  {_second_strip(clip, labels, names, clap)}
   <div class="decide">
     <label>decision <select class="decision">
       <option value="">(undecided)</option><option value="keep">keep</option><option value="drop">drop</option><option value="relabel">relabel</option>
@@ -178,6 +199,7 @@ section.clip{border:1px solid #ccc;border-radius:6px;padding:.6em 1em;margin:1em
 h2{font-size:1.05em;margin:.2em 0}.score{color:#a33;font-weight:normal}.flag{background:#a33;color:#fff;padding:0 .4em;border-radius:3px;font-size:.8em}
 img.spec{width:100%;max-height:160px;image-rendering:pixelated}.muted{color:#666;font-size:.9em}.detail{margin:.1em 0;color:#734}
 table.strip{border-collapse:collapse;font-size:.8em}table.strip td{width:14px;height:12px;border:1px solid #eee}table.strip th{text-align:left;font-weight:normal;padding-right:.5em}
+.clap{color:#a55a10;font-size:.9em;margin:.1em 0}
 .toolbar{position:sticky;top:0;background:#fff;padding:.5em 0;border-bottom:1px solid #ddd}
 """
 
@@ -192,8 +214,10 @@ def write_review_page(
     title: str,
     summary: str,
     audio: bool = True,
+    clap: dict[str, ClapClip] | None = None,
 ) -> None:
-    """Write the page for ``clips`` (in the order given, most suspicious first) to ``path``."""
+    """Write the page for ``clips`` (in the order given, most suspicious first) to ``path``;
+    ``clap``: zero-shot scores per clip id, shown beside the out-of-fold ones."""
     from sound_captions import storage
 
     cards = []
@@ -206,7 +230,8 @@ def write_review_page(
                 problem = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
         else:
             problem = "not embedded (--no-audio)"
-        cards.append(_card(rank, clip, labels, names, spectrograms.get(clip.clip_id), url, problem))
+        zero_shot = clap.get(clip.clip_id) if clap is not None else None
+        cards.append(_card(rank, clip, labels, names, spectrograms.get(clip.clip_id), url, problem, zero_shot))
     present = sorted({m for c in clips for m in (*c.labels, *c.missing)}, key=lambda m: names.get(m, m).lower())
     options = "".join(f'<option value="{html.escape(m)}">{html.escape(names.get(m, m))}</option>' for m in present)
     page = f"""<!doctype html>
