@@ -1,15 +1,20 @@
 """A 3-hour video is captioned in bounded memory: the whole job (driver, raylet, object store,
 decode/feature workers, inference actor) runs as the CLI in a subprocess with its own Ray, and
-the proportional memory (PSS) of its process tree and the private memory (USS) of each stage's
-worker are sampled, for a 20-minute and a 3-hour video (both long enough that every stage's
+the proportional memory (PSS) of its process tree and the anonymous memory (its own heap, not the
+object store pages it maps to read or write blocks) of each stage's worker are sampled, for a 20-minute and a 3-hour video (both long enough that every stage's
 workers run). 3 h of float32 audio alone is 691 MB: the tree may not grow by that much, no
 stage's worker by more than 200 MB, and the driver (which keeps only per-second scores) by
-more than 100 MB. Measured on 2 cores: tree +475 MB (mostly more workers alive at the sampled
-peak), stages +90 MB at most, driver +10 MB; the 3-h video takes about a minute."""
+more than 100 MB. Private memory (USS) would count the shared object-store pages a process
+happens to be the only one to map, which grow with the pages a long run touches (up to the
+store's cap, which the tree figure covers): with it the driver's figure varied from +24 to +135 MB
+between runs of the same code; its heap grows by ~8 MB. Measured on 2 cores: tree +200…400 MB
+(mostly more workers alive at the sampled peak), stages +0…20 MB, driver +8 MB; the 3-h video
+takes about a minute."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -42,6 +47,16 @@ def _loop_wav(pattern: Path, out: Path, seconds: int) -> Path:
 STAGES = ("decode_chunks", "add_features", "Classifier")
 
 
+def _anonymous(pid: int) -> int:
+    """A process's own heap: its anonymous pages (smaps_rollup), without the object store's
+    shared-memory pages it has mapped to read or write blocks (those count in the tree)."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    return int(re.search(r"^Anonymous:\s+(\d+) kB", text, re.M).group(1)) * 1024
+
+
 def _sample(root: psutil.Process, peak: dict) -> None:
     """Update ``peak`` with the tree's PSS sum and each stage's (and the driver's) USS."""
     total = 0
@@ -53,7 +68,8 @@ def _sample(root: psutil.Process, peak: dict) -> None:
         total += mem.pss
         role = "driver" if proc.pid == root.pid else next((s for s in STAGES if s in name), None)
         if role:
-            peak[role] = max(peak.get(role, 0), mem.uss)
+            peak[role] = max(peak.get(role, 0), _anonymous(proc.pid))
+            peak[role + "_uss"] = max(peak.get(role + "_uss", 0), mem.uss)
     peak["tree"] = max(peak.get("tree", 0), total)
 
 
