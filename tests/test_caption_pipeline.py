@@ -13,7 +13,7 @@ from caption_fixtures import BAD, LIBRARY, agreement, make_library, tiny_bundle
 
 from sound_captions import storage
 from sound_captions.bundle import load_bundle
-from sound_captions.caption.pipeline import CaptionOptions, caption_library
+from sound_captions.caption.pipeline import CaptionOptions, caption_library, inference_cpus
 from sound_captions.caption.vtt import style_violations
 from sound_captions.testing.http_server import MediaServer
 from sound_captions.testing.media import make_corrupt, make_media, per_second_truth
@@ -171,3 +171,20 @@ def test_cli_exit_status_says_whether_any_input_failed(ray_session, tmp_path, bu
     again = CliRunner().invoke(main, [*args, str(good)])  # already done: skipped, nothing failed
     assert again.exit_code == 0, again.output
     assert "skipped: 1" in again.output
+
+
+def _node(cpus, alive=True):
+    return {"Alive": alive, "Resources": {"CPU": float(cpus)}}
+
+
+def test_inference_actor_gets_the_cpus_beside_decode_and_features(ray_session, tmp_path):
+    import ray
+
+    unset = CaptionOptions(out=str(tmp_path), model="unused")
+    assert inference_cpus(unset, ray.nodes()) == 2.0  # this session's 4 CPUs, less decode and features
+    assert inference_cpus(unset, [_node(16)]) == 8.0  # at most 8 torch threads
+    assert inference_cpus(unset, [_node(4), _node(4)]) == 4.0  # within one node: an actor lives on one
+    assert inference_cpus(unset, [_node(8), _node(64, alive=False)]) == 6.0  # dead nodes count nothing
+    assert inference_cpus(unset, [_node(2)]) == 1.0  # never below one
+    assert inference_cpus(CaptionOptions(out=str(tmp_path), model="unused", gpus_per_actor=1), [_node(16)]) == 1.0
+    assert inference_cpus(CaptionOptions(out=str(tmp_path), model="unused", cpus_per_actor=0.5), [_node(16)]) == 0.5

@@ -25,7 +25,9 @@ class CaptionOptions:
         feature_batch_size: windows per spectrogram batch.
         inference_batch_size: windows per model forward pass.
         inference_actors: upper size of the inference actor pool.
-        cpus_per_actor: CPUs of one inference actor (its torch threads on CPU).
+        cpus_per_actor: CPUs of one inference actor (its torch threads on CPU). Unset: what the
+            cluster has beside one decode and one spectrogram task, at most one node's CPUs
+            and 8; 1 with a GPU (see ``pipeline.inference_cpus``).
         gpus_per_actor: GPUs of one inference actor (Ray's ``num_gpus``; 0: CPU inference).
         postprocess: smoothing and cue rules.
         vocabulary: CSV replacing the bundle's caption texts.
@@ -47,7 +49,7 @@ class CaptionOptions:
     feature_batch_size: int = 64
     inference_batch_size: int = 256
     inference_actors: int = 1
-    cpus_per_actor: float = 1.0
+    cpus_per_actor: float | None = None
     gpus_per_actor: float = 0.0
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     vocabulary: str | None = None

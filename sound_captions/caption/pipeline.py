@@ -49,6 +49,20 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------- the run
 
 
+def inference_cpus(options: CaptionOptions, nodes: list[dict]) -> float:
+    """CPUs (and torch threads) of one inference actor: the model is ~3/4 of the job's work,
+    so unless the user set ``cpus_per_actor`` it gets what the cluster has beside one decode
+    and one spectrogram task, within one node (an actor lives on one) and at most 8; on a GPU
+    one CPU feeds it. ``nodes`` is ``ray.nodes()``."""
+    if options.cpus_per_actor is not None:
+        return float(options.cpus_per_actor)
+    if options.gpus_per_actor:
+        return 1.0
+    cpus = [float(n.get("Resources", {}).get("CPU", 0)) for n in nodes if n.get("Alive", True)]
+    spare = sum(cpus) - options.decode_cpus - options.feature_cpus
+    return float(max(1, min(8, int(spare), int(max(cpus, default=1)))))
+
+
 def caption_library(inputs: list[str], options: CaptionOptions, *, progress=None) -> CaptionRun:
     """Caption every medium found in ``inputs`` on the current Ray cluster."""
     import ray
@@ -103,11 +117,12 @@ def caption_library(inputs: list[str], options: CaptionOptions, *, progress=None
             num_cpus=options.feature_cpus,
             memory=options.feature_memory_mb * 2**20,
         )
+        actor_cpus = inference_cpus(options, ray.nodes())
         ds = ds.map_batches(
             Classifier,
-            fn_constructor_kwargs={"model": options.model, "threads": max(1, int(options.cpus_per_actor))},
+            fn_constructor_kwargs={"model": options.model, "threads": max(1, int(actor_cpus))},
             batch_size=options.inference_batch_size,
-            num_cpus=options.cpus_per_actor,
+            num_cpus=actor_cpus,
             num_gpus=options.gpus_per_actor or None,
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, options.inference_actors)),
         )
@@ -183,4 +198,4 @@ def _finish(item, state, scorer, bundle, caption_text, digests, options, out) ->
     return VideoResult(item.uri, "captioned", "", "", vtt_uri, float(len(scores)), len(cues), top_labels(cues), sdh or "")
 
 
-__all__ = ["CaptionOptions", "CaptionRun", "InputFailure", "VideoResult", "caption_library", "summary_text"]
+__all__ = ["CaptionOptions", "CaptionRun", "InputFailure", "VideoResult", "caption_library", "inference_cpus", "summary_text"]
