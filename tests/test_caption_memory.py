@@ -1,8 +1,8 @@
 """A 3-hour video is captioned in bounded memory: the whole job (driver, raylet, object store,
 decode/feature workers, inference actor) runs as the CLI in a subprocess with its own Ray, and
-the proportional memory (PSS) of its process tree and the anonymous memory (its own heap, not the
-object store pages it maps to read or write blocks) of each stage's worker are sampled, for a 20-minute and a 3-hour video (both long enough that every stage's
-workers run). 3 h of float32 audio alone is 691 MB: the tree may not grow by that much, no
+the proportional memory (PSS) of its process tree and the anonymous memory (its own heap, not
+the object store pages it maps to read or write blocks) of each stage's worker are sampled, for
+a 20-minute and a 3-hour video (both long enough that every stage's workers run). 3 h of float32 audio alone is 691 MB: the tree may not grow by that much, no
 stage's worker by more than 200 MB, and the driver (which keeps only per-second scores) by
 more than 100 MB. Private memory (USS) would count the shared object-store pages a process
 happens to be the only one to map, which grow with the pages a long run touches (up to the
@@ -58,7 +58,8 @@ def _anonymous(pid: int) -> int:
 
 
 def _sample(root: psutil.Process, peak: dict) -> None:
-    """Update ``peak`` with the tree's PSS sum and each stage's (and the driver's) USS."""
+    """Update ``peak`` with the tree's PSS sum and each stage's (and the driver's) heap, with its
+    USS beside it (``<role>_uss``, printed for comparison, not asserted)."""
     total = 0
     for proc in [root, *root.children(recursive=True)]:
         try:
