@@ -31,6 +31,7 @@ def test_the_actor_scores_as_the_eager_model_does(tmp_path, monkeypatch, archite
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.5, 0.5)
                 module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(-1.5, 1.5)  # negative scales: pooling must not move before them
     bundle = ModelBundle(
         architecture=architecture, hparams=hparams, state_dict=model.state_dict(), labels=LABELS,
         label_names=dict.fromkeys(LABELS, "x"), caption_text={}, thresholds=dict.fromkeys(LABELS, 0.5), feature_config=cfg,
@@ -47,3 +48,4 @@ def test_the_actor_scores_as_the_eager_model_does(tmp_path, monkeypatch, archite
     assert not out[key][35:].any()  # the rows that are no window stay zero
     conv = next(m for m in actor.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)  # the fast layout is the one in use
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in actor.model.modules())  # and the fused form

