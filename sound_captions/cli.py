@@ -355,15 +355,19 @@ def caption(ctx, inputs, model, out, force, vocabulary, merge_with_speech, scrat
     from sound_captions.caption.fetch import FetchOptions
     from sound_captions.caption.pipeline import caption_library, summary_text
 
+    try:  # a bad setting (a batch of 0, min_event_s > max_cue_s): one line, exit 2
+        run_options = CaptionOptions(
+            out=out, model=model, force=force, vocabulary=vocabulary, merge_with_speech=merge_with_speech,
+            postprocess=PostprocessConfig(**take(PostprocessConfig, options)), fetch=FetchOptions(scratch_dir=scratch_dir),
+            **take(CaptionOptions, options, exclude=_CAPTION_OWN),
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     load_bundle(model)  # a missing, wrong or corrupt bundle: one line, exit 2, before Ray starts
     _start_ray(ctx)
     run = caption_library(
         list(inputs),
-        CaptionOptions(
-            out=out, model=model, force=force, vocabulary=vocabulary, merge_with_speech=merge_with_speech,
-            postprocess=PostprocessConfig(**take(PostprocessConfig, options)), fetch=FetchOptions(scratch_dir=scratch_dir),
-            **take(CaptionOptions, options, exclude=_CAPTION_OWN),
-        ),
+        run_options,
         progress=lambda r: click.echo(f"{r.status:<9} {r.input}" + (f"  ({r.reason})" if r.reason and r.status == "failed" else ""), err=True),
     )
     click.echo(summary_text(run), nl=False)

@@ -105,15 +105,20 @@ def captured(monkeypatch):
 def test_caption_options_reach_caption_options_and_postprocess_config(captured):
     args = [
         "caption", "lib/", "--model", "m.bundle", "--out", "out/", "--batch-size", "99", "--max-cue-s", "3",
-        "--no-most-specific", "--smoothing", "viterbi", "--switch-penalty", "4.5", "--max-block-mb", "8",
+        "--no-most-specific", "--smoothing", "viterbi", "--switch-penalty", "4.5", "--max-block-mb", "8", "--cpu-forward-batch", "16",
     ]  # fmt: skip
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 0, result.output
     options = captured["caption"]
-    assert (options.inference_batch_size, options.max_block_mb, options.out) == (99, 8, "out/")
+    assert (options.inference_batch_size, options.max_block_mb, options.cpu_forward_batch, options.out) == (99, 8, 16, "out/")
     assert options.postprocess == PostprocessConfig(smoothing="viterbi", switch_penalty=4.5, max_cue_s=3, most_specific=False)
     result = CliRunner().invoke(cli.main, ["caption", "lib/", "--model", "m", "--out", "o", "--max-cue-s", "x"])
     assert result.exit_code == 2 and "--max-cue-s" in result.output
+    for bad, said in ((["--cpu-forward-batch", "0"], "cpu_forward_batch must be at least 1"), (["--min-event-s", "4", "--max-cue-s", "3"], "min_event_s")):
+        captured.pop("caption", None)
+        result = CliRunner().invoke(cli.main, ["caption", "lib/", "--model", "m", "--out", "o", *bad])
+        assert result.exit_code == 2 and said in result.output and "Traceback" not in result.output, result.output
+        assert "caption" not in captured  # nothing ran
 
 
 def test_a_job_config_key_sets_the_field_of_the_same_name(captured):

