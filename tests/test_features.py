@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sound_captions.features import (
+    TRANSFORM_WINDOWS,
     FeatureConfig,
     FeatureConfigMismatchError,
     compute_features,
@@ -67,11 +68,15 @@ def test_normalised_windows_have_zero_mean_unit_variance_and_silence_is_zero():
     assert np.allclose(feats[1], 0.0)
 
 
-def test_batch_equals_stacked_single_windows():
-    cfg = FeatureConfig()
-    windows = frame_windows(_tone(4, 700, seed=3), cfg)
+@pytest.mark.parametrize("cfg", [FeatureConfig(), FeatureConfig.preset("linear-128x128x1"), FeatureConfig.panns()], ids=["mel", "linear", "panns"])
+def test_batch_equals_stacked_single_windows(cfg):
+    n = 2 * TRANSFORM_WINDOWS + 5  # the transform runs on parts of the batch: two whole ones and a rest
+    rng = np.random.default_rng(3)
+    samples = np.concatenate([_tone(1, float(f), seed=i) for i, f in enumerate(rng.uniform(200, 4000, n))])
+    windows = frame_windows(samples * rng.uniform(0.01, 1.0, samples.size).astype(np.float32), cfg)
     batched = spectrogram(windows, cfg).numpy()
-    single = np.concatenate([spectrogram(windows[i : i + 1], cfg).numpy() for i in range(4)])
+    single = np.concatenate([spectrogram(windows[i : i + 1], cfg).numpy() for i in range(n)])
+    assert batched.shape == (n, *cfg.shape)
     np.testing.assert_allclose(batched, single, atol=1e-4)
 
 
