@@ -65,6 +65,8 @@ class CaptionOptions:
     merge_with_speech: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("chunk_s", "feature_batch_size", "inference_batch_size", "cpu_forward_batch", "inference_actors", "max_block_mb"):
-            if int(getattr(self, name)) < 1:
+        if not self.chunk_s > 0:
+            raise ValueError(f"chunk_s must be positive, not {self.chunk_s}")
+        for name in ("feature_batch_size", "inference_batch_size", "cpu_forward_batch", "inference_actors", "max_block_mb"):
+            if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
