@@ -28,6 +28,7 @@ from sound_captions.clean.review import clean_dataset
 from sound_captions.clean.suspicion import pool_seconds
 from sound_captions.cli import main
 from sound_captions.dataset import shards
+from sound_captions.dataset.augmentation import together_member, together_members
 from sound_captions.dataset.build import BuildOptions, build_dataset
 from sound_captions.features import FeatureConfig
 from sound_captions.sources.manifest import read_manifest, write_manifest
@@ -93,6 +94,21 @@ def test_relabelling_keeps_per_second_labels_and_drops_stale_together_sequences(
     assert out.column("clip_id").to_pylist() == ["c1", "c1", "together-y"]
     # Beep removed, Music added to every second; Noise stays where it was
     assert out.column("labels").to_pylist() == [[MUSIC], [MUSIC, NOISE], [MUSIC]]
+
+
+def test_together_members_read_back_clip_ids_with_plus_hash_and_percent():
+    ids = ["c+1", "a#b", "50%", "x%2By", "plain"]
+    source = "together:" + "+".join([together_member(ids[0], 2), *(together_member(i) for i in ids[1:])])
+    assert together_members(source) == set(ids)
+    assert together_member("plain") == "plain" and together_member("plain", 3) == "plain#3"  # ordinary ids as before
+    table = pa.table({
+        "clip_id": ["c+1", "c", "together-x", "together-y"],
+        "source": ["a.wav", "b.wav", "together:" + together_member("c+1", 0) + "+" + together_member("d"), "together:" + together_member("c") + "+" + together_member("d")],
+        "labels": [[BEEP], [MUSIC], [BEEP], [MUSIC]],
+    })  # fmt: skip
+    decisions = read_decisions("clip_id,decision\nc+1,drop\n", VOCAB, {"c+1", "c"})
+    out = decisions_transform(decisions, {"c+1": [BEEP], "c": [MUSIC]})(table)
+    assert out.column("clip_id").to_pylist() == ["c", "together-y"]  # the sequence of c+1 goes, not the one of c
 
 
 # ------------------------------------------------------------------------- the generated corpus

@@ -26,7 +26,7 @@ from sound_captions.clean.folds import clip_label_sets
 from sound_captions.clean.options import SPLITS
 from sound_captions.clean.suspicion import DROP, KEEP, RELABEL
 from sound_captions.dataset import shards
-from sound_captions.dataset.augmentation import TOGETHER_PREFIX
+from sound_captions.dataset.augmentation import TOGETHER_PREFIX, together_members
 from sound_captions.dataset.rewrite import rewrite_dataset
 from sound_captions.ontology import Ontology, UnknownLabelError
 
@@ -96,11 +96,6 @@ def read_decisions(text: str, vocabulary: dict[str, str], clip_ids: set[str], *,
     return out
 
 
-def _members(source: str) -> set[str]:
-    """The clips a "together" sequence was stitched from (``together:a+b#1+c``)."""
-    return {m.split("#", 1)[0] for m in source.removeprefix("together:").split("+")}
-
-
 def decisions_transform(decisions: list[Decision], labels_of: dict[str, list[str]]):
     """Shard rows → the cleaned rows. A relabelled clip's seconds lose the labels the decision
     removed and gain the ones it added; seconds of per-second labels keep the rest as they were."""
@@ -115,7 +110,7 @@ def decisions_transform(decisions: list[Decision], labels_of: dict[str, list[str
         ids = table.column("clip_id").to_pylist()
         sources = table.column("source").to_pylist()
         keep = [
-            c not in drop and not (c.startswith(TOGETHER_PREFIX) and _members(s) & changed)
+            c not in drop and not (c.startswith(TOGETHER_PREFIX) and together_members(s) & changed)
             for c, s in zip(ids, sources, strict=True)
         ]
         table = table.filter(pa.array(keep))

@@ -38,6 +38,28 @@ ORIGINAL = "original"
 OVERLAP = "overlap"
 TOGETHER = "together"
 TOGETHER_PREFIX = "together-"
+_MEMBER_ESCAPES = (("%", "%25"), ("+", "%2B"), ("#", "%23"))  # '%' first when escaping, last when reading
+
+
+def together_member(clip_id: str, run: int | None = None) -> str:
+    """One member of a "together" sequence's ``source`` (``together:<member>+<member>…``): the
+    clip id with '%', '+' and '#' escaped (any other id is itself), then ``#<run>`` for one
+    stretch of a clip with per-second labels."""
+    for char, escaped in _MEMBER_ESCAPES:
+        clip_id = clip_id.replace(char, escaped)
+    return clip_id if run is None else f"{clip_id}#{run}"
+
+
+def together_members(source: str) -> set[str]:
+    """The clip ids a "together" sequence's ``source`` was stitched from (``together_member``
+    read back: ``together:a+b#1+c%2Bd`` → {a, b, c+d})."""
+    ids = set()
+    for member in source.removeprefix("together:").split("+"):
+        clip_id = member.split("#", 1)[0]
+        for char, escaped in reversed(_MEMBER_ESCAPES):
+            clip_id = clip_id.replace(escaped, char)
+        ids.add(clip_id)
+    return ids
 TOGETHER_STREAM = 7_0907  # keeps the "together" random streams apart from the copies'
 
 

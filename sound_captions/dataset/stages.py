@@ -23,6 +23,7 @@ from sound_captions.dataset.augmentation import (
     TOGETHER,
     BuildAugmentConfig,
     clip_versions,
+    together_member,
     together_sequences,
 )
 from sound_captions.features import FeatureConfig, pin_torch_threads, spectrograms_where
@@ -245,7 +246,7 @@ def together_stage(batch: dict[str, np.ndarray], feature_config: dict, augment: 
     The pool is the train clips whose ``original`` windows are in the batch (their audio is
     those 1-s windows put back in order); see
     :func:`~sound_captions.dataset.augmentation.together_sequences`. Sequence rows have
-    ``clip_id`` ``together-<hash>``, ``source`` ``together:<id>+<id>…``, ``second`` and
+    ``clip_id`` ``together-<hash>``, ``source`` ``together:<id>+<id>…`` (``together_member``), ``second`` and
     ``start_s`` on the sequence's own timeline, per-second labels, split ``train`` and tag
     ``together``.
     """
@@ -264,7 +265,7 @@ def together_stage(batch: dict[str, np.ndarray], feature_config: dict, augment: 
         longest = sorted(sorted(range(len(runs)), key=lambda n: runs[n][0] - runs[n][1])[:MAX_TOGETHER_MEMBERS])
         for n in longest:  # per-second labels: each run of one label set is a member (a film: its longest few)
             a, b = runs[n]
-            key = clip_id if len(runs) == 1 else f"{clip_id}#{n}"
+            key = together_member(clip_id, None if len(runs) == 1 else n)
             pool[key] = (batch["window"][order[a:b]].reshape(-1), tuple(split_labels(batch["labels"][order[a]])))
     sequences = together_sequences(pool, cfg, aug)
     if not sequences:
