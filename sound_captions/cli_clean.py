@@ -12,7 +12,7 @@ from sound_captions.cli_options import options_from, take
 
 
 @click.command("clean")
-@click.argument("uri")
+@click.argument("data")
 @click.option("--out", required=True, help="Review folder (examining), or the new dataset folder (with --apply / --drop-above).")
 @click.option("--apply", "decisions", default=None, metavar="CSV", help="Write a cleaned version: the decisions (review page's decisions.csv, or suspicions.csv with --drop-above).")
 @click.option("--drop-above", type=click.FloatRange(0, 1), default=None, help="With --apply: drop every undecided clip whose suspicion is at least this.")
@@ -25,7 +25,7 @@ from sound_captions.cli_options import options_from, take
 @click.option("--clap-text", default=None, metavar="DIR", help="Folder with the CLAP text model's tokenizer and config.json (default: Hugging Face's local cache).")
 @click.option("--clap-version", type=click.Choice(["2022", "2023"]), default="2023", show_default=True, help="Which msclap architecture the --clap file holds.")
 @click.pass_context
-def dataset_clean(ctx, uri, out, decisions, drop_above, hparams, splits, page_clips, audio, clap_weights, clap_text, clap_version, **options):
+def dataset_clean(ctx, data, out, decisions, drop_above, hparams, splits, page_clips, audio, clap_weights, clap_text, clap_version, **options):
     """Find probably wrong or missing labels: out-of-fold predictions (k-fold over clips, trained
     with `train`) scored by cleanlab, written to OUT/suspicions.csv, seconds.csv and a review page
     (review.html). With --apply, write the cleaned dataset to OUT; the original is never changed.
@@ -44,11 +44,11 @@ def dataset_clean(ctx, uri, out, decisions, drop_above, hparams, splits, page_cl
         raise click.UsageError("--clap scores clips for the review; --apply only writes the decisions")
     if decisions:
         try:
-            made = apply_decisions(uri, decisions, out, drop_above=drop_above)
+            made = apply_decisions(data, decisions, out, drop_above=drop_above)
         except (DecisionsError, FileExistsError) as exc:
             raise click.UsageError(str(exc)) from exc
         record = made.provenance
-        click.echo(f"clips dropped: {len(record['dropped'])}, relabelled: {len(record['relabelled'])} → {out} ({len(made.shards)} shard(s)); {uri} unchanged")
+        click.echo(f"clips dropped: {len(record['dropped'])}, relabelled: {len(record['relabelled'])} → {out} ({len(made.shards)} shard(s)); {data} unchanged")
         return
     try:
         cfg = CleanConfig(hparams=json.loads(hparams), splits=tuple(s.strip() for s in splits.split(",") if s.strip()), **take(CleanConfig, options))
@@ -74,7 +74,7 @@ def dataset_clean(ctx, uri, out, decisions, drop_above, hparams, splits, page_cl
 
     _start_ray(ctx)
     try:
-        report = clean_dataset(uri, out, cfg, page_clips=page_clips, audio=audio, clap=clap, progress=lambda line: click.echo(line, err=True))
+        report = clean_dataset(data, out, cfg, page_clips=page_clips, audio=audio, clap=clap, progress=lambda line: click.echo(line, err=True))
     except CleanInputError as exc:
         raise click.UsageError(str(exc)) from exc
     click.echo(f"{len(report.clips)} clips examined: cleanlab flags {report.flagged}, {report.suggested} with a suggested change → {out}/review.html")

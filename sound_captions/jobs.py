@@ -27,12 +27,15 @@ JOBS: dict[str, list[str]] = {
     "build_dataset": ["dataset", "build"],
     "train": ["train"],
     "evaluate": ["evaluate"],
+    "clean_dataset": ["dataset", "clean"],
     "caption": ["caption"],
     "nightly_caption": ["caption"],
     "import_panns": ["bundle", "import-panns"],
 }
 # job name → config keys that are the command's positional arguments
-POSITIONAL_KEYS: dict[str, set[str]] = {"caption": {"inputs"}, "nightly_caption": {"inputs"}, "import_panns": {"checkpoint"}}
+POSITIONAL_KEYS: dict[str, set[str]] = {
+    "caption": {"inputs"}, "nightly_caption": {"inputs"}, "import_panns": {"checkpoint"}, "clean_dataset": {"data"},
+}
 GLOBAL_KEYS = ("ray_address", "num_cpus", "verbose")
 
 

@@ -55,3 +55,9 @@ def test_job_script_prints_its_cli_args():
         capture_output=True, text=True, check=True, cwd=ROOT,
     ).stdout
     assert out.split()[:1] == ["train"] and "--epochs 1" in out
+
+
+def test_the_clean_job_gives_the_dataset_as_the_commands_argument():
+    args = config_to_args("clean_dataset", {"data": "s3://bkt/ds", "out": "review/", "folds": 5, "audio": False, "apply": None})
+    assert args == ["dataset", "clean", "--out", "review/", "--folds", "5", "--no-audio", "s3://bkt/ds"]
+
