@@ -61,14 +61,11 @@ def model_only(model: str, threads: int, batch: int = 256, repeats: int = 3) -> 
         with torch.inference_mode():
             per_second_outputs(net, to_model_input(spec), bundle.context)
 
-    def job():
-        actor({"spectrogram": spec.copy(), "kind": np.full(batch, "window", dtype=object)})
-
-    def job_one_pass():
-        one_pass({"spectrogram": spec.copy(), "kind": np.full(batch, "window", dtype=object)})
+    def through(classifier):
+        return lambda: classifier({"spectrogram": spec.copy(), "kind": np.full(batch, "window", dtype=object)})
 
     out = {}
-    for name, run in (("eager_nchw", eager), ("caption_actor_one_pass", job_one_pass), ("caption_actor", job)):
+    for name, run in (("eager_nchw", eager), ("caption_actor_one_pass", through(one_pass)), ("caption_actor", through(actor))):
         run()
         t0 = time.perf_counter()
         for _ in range(repeats):

@@ -38,6 +38,7 @@ ORIGINAL = "original"
 OVERLAP = "overlap"
 TOGETHER = "together"
 TOGETHER_PREFIX = "together-"
+TOGETHER_STREAM = 7_0907  # keeps the "together" random streams apart from the copies'
 _MEMBER_ESCAPES = (("%", "%25"), ("+", "%2B"), ("#", "%23"))  # '%' first when escaping, last when reading
 
 
@@ -60,7 +61,6 @@ def together_members(source: str) -> set[str]:
             clip_id = clip_id.replace(escaped, char)
         ids.add(clip_id)
     return ids
-TOGETHER_STREAM = 7_0907  # keeps the "together" random streams apart from the copies'
 
 
 def copy_tag(n: int) -> str:
