@@ -44,7 +44,7 @@ def _loop_wav(pattern: Path, out: Path, seconds: int) -> Path:
     return out
 
 
-STAGES = ("decode_chunks", "add_features", "Classifier")
+STAGES = ("decode_chunks", "Classifier")  # on CPU the actor computes the spectrograms
 
 
 def _anonymous(pid: int) -> int:

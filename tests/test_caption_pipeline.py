@@ -147,7 +147,7 @@ def test_s3_library_and_url_list(ray_session, tmp_path, s3_bucket, bundle_path):
 def test_unreadable_s3_object_fails_alone(ray_session, tmp_path, s3_bucket, bundle_path):
     """An object listed but unreadable at decode time (deleted after listing) fails with
     'unreadable' while the others are captioned."""
-    from sound_captions.caption.stages import decode_chunks
+    from sound_captions.caption.decode import decode_chunks
     from sound_captions.features import FeatureConfig
 
     rows = list(decode_chunks({"video": [0], "uri": [f"s3://{s3_bucket}/missing.mp4"]}, FeatureConfig().to_dict(), chunk_s=4))

@@ -2,16 +2,19 @@
 11: 1.7× the baseline's windows/s on 3-channel features on CPU); it must give the numbers of the
 plain eager model on the same windows, for a one-second model and for a context model's
 embeddings, whether it runs a batch in one pass or in passes of a few windows (the CPU default,
-whose activations stay in the caches)."""
+whose activations stay in the caches), and whether it is given spectrograms or computes them."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from sound_captions.bundle import ModelBundle, save_bundle
-from sound_captions.caption.stages import Classifier
+from sound_captions.caption.stages import Classifier, add_features
 from sound_captions.context import per_second_outputs
 from sound_captions.features import FeatureConfig, to_model_input
 from sound_captions.models import build_model
@@ -52,3 +55,38 @@ def test_the_actor_scores_as_the_eager_model_does(tmp_path, monkeypatch, archite
     conv = next(m for m in actor.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)  # the fast layout is the one in use
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in actor.model.modules())  # and the fused form
+
+
+def test_the_actor_computing_its_spectrograms_scores_as_the_separate_stage(tmp_path, monkeypatch):
+    """On CPU the caption run sends window rows straight to the actor (``features=True``); its
+    scores and levels must be those of ``add_features`` followed by the actor, bit for bit."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = FeatureConfig(height=64, width=64, channels=1)
+    torch.manual_seed(0)
+    model = build_model("baseline", len(LABELS), (1, 64, 64))
+    bundle = ModelBundle(
+        architecture="baseline", hparams={}, state_dict=model.state_dict(), labels=LABELS,
+        label_names=dict.fromkeys(LABELS, "x"), caption_text={}, thresholds=dict.fromkeys(LABELS, 0.5), feature_config=cfg,
+    )  # fmt: skip
+    save_bundle(bundle, str(tmp_path / "m.bundle"))
+    rng = np.random.default_rng(2)
+    windows = (rng.standard_normal((21, cfg.window_samples)) * np.logspace(-4, -0.5, 21)[:, None]).astype(np.float32)
+    kind = np.array(["window"] * 20 + ["end"], dtype=object)
+
+    def rows():
+        return {"window": windows.copy(), "kind": kind.copy()}
+
+    separate = Classifier(str(tmp_path / "m.bundle"), threads=2)(add_features(rows(), cfg.to_dict(), threads=2))
+    together = Classifier(str(tmp_path / "m.bundle"), threads=2, features=True)(rows())
+    assert "window" not in together and "spectrogram" not in together  # nothing bulky travels on
+    assert np.array_equal(together["scores"], separate["scores"])
+    assert np.array_equal(together["level_dbfs"], separate["level_dbfs"])
+    assert together["scores"][:20].any() and not together["scores"][20:].any()
+
+
+def test_the_decode_stage_imports_no_torch():
+    """A decode worker imports ``caption.decode`` only: without torch it starts in a fraction of
+    the time (torch's import is ~1.2 s of CPU per worker on this machine) and holds less memory."""
+    code = "import sys, sound_captions.caption.decode; print(sorted(m for m in ('torch', 'torchaudio') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out

@@ -208,7 +208,7 @@ def test_dataset_build_keeps_downloads_and_shards_in_their_folders(ray_session, 
 def test_decode_failures_of_s3_objects_never_carry_the_presigned_credentials(s3_bucket, monkeypatch, tmp_path):
     """ffmpeg names its input in its errors; for an S3 object that is a presigned URL whose query
     holds the access key id, the signature and the session token: none of it reaches the report."""
-    from sound_captions.caption.stages import decode_chunks
+    from sound_captions.caption.decode import decode_chunks
     from sound_captions.features import FeatureConfig
 
     monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token-that-must-not-leak")

@@ -20,9 +20,11 @@ class CaptionOptions:
         chunk_s: seconds of audio a decode worker reads from ffmpeg at a time.
         decode_cpus: CPUs of one decode task (ffmpeg + one chunk + one output block).
         decode_memory_mb: memory (MiB) Ray reserves for one decode task.
-        feature_cpus: CPUs of one spectrogram task (its torch threads).
-        feature_memory_mb: memory (MiB) Ray reserves for one spectrogram task.
-        feature_batch_size: windows per spectrogram batch.
+        feature_cpus: CPUs of one spectrogram task (its torch threads). Spectrogram tasks run
+            only with a GPU actor; on CPU the inference actor computes the spectrograms on its
+            own threads, and these CPUs are left to further decode tasks.
+        feature_memory_mb: memory (MiB) Ray reserves for one spectrogram task (GPU runs).
+        feature_batch_size: windows per spectrogram batch (GPU runs).
         inference_batch_size: windows per batch of the inference actor (a GPU runs it in one
             forward pass).
         cpu_forward_batch: windows per forward pass on CPU: the actor runs each batch in

@@ -20,6 +20,7 @@ import numpy as np
 
 from sound_captions import reasons, storage
 from sound_captions.bundle import load_bundle
+from sound_captions.caption.decode import decode_chunks
 from sound_captions.caption.inputs import InputFailure, MediaItem, discover
 from sound_captions.caption.options import CaptionOptions
 from sound_captions.caption.outputs import (
@@ -39,7 +40,7 @@ from sound_captions.caption.report import (
     summary_text,
     write_report,
 )
-from sound_captions.caption.stages import Classifier, SecondScorer, add_features, decode_chunks
+from sound_captions.caption.stages import Classifier, SecondScorer, add_features
 from sound_captions.caption.vocabulary import run_caption_texts
 
 log = logging.getLogger(__name__)
@@ -110,17 +111,25 @@ def caption_library(inputs: list[str], options: CaptionOptions, *, progress=None
             # Ray sizes on their own instead of fusing them into the inference actors.
             memory=options.decode_memory_mb * 2**20,
         )
-        ds = ds.map_batches(
-            add_features,
-            fn_kwargs={"feature_config": cfg.to_dict(), "threads": max(1, int(options.feature_cpus))},
-            batch_size=options.feature_batch_size,
-            num_cpus=options.feature_cpus,
-            memory=options.feature_memory_mb * 2**20,
-        )
+        # On CPU the inference actor computes the spectrograms itself, on its own threads: no
+        # images through the object store and no third operator, whose worker processes would
+        # each import torch at start-up. A GPU actor has one CPU, so CPU tasks compute them.
+        features_in_actor = not options.gpus_per_actor
+        if not features_in_actor:
+            ds = ds.map_batches(
+                add_features,
+                fn_kwargs={"feature_config": cfg.to_dict(), "threads": max(1, int(options.feature_cpus))},
+                batch_size=options.feature_batch_size,
+                num_cpus=options.feature_cpus,
+                memory=options.feature_memory_mb * 2**20,
+            )
         actor_cpus = inference_cpus(options, ray.nodes())
         ds = ds.map_batches(
             Classifier,
-            fn_constructor_kwargs={"model": options.model, "threads": max(1, int(actor_cpus)), "cpu_forward_batch": options.cpu_forward_batch},
+            fn_constructor_kwargs={
+                "model": options.model, "threads": max(1, int(actor_cpus)), "cpu_forward_batch": options.cpu_forward_batch,
+                "features": features_in_actor,
+            },
             batch_size=options.inference_batch_size,
             num_cpus=actor_cpus,
             num_gpus=options.gpus_per_actor or None,

@@ -1,6 +1,8 @@
-"""The caption run's stages: what runs on Ray workers, and the driver's per-video scorer.
+"""The caption run's stages after decoding: what runs on Ray workers, and the driver's scorer.
 
-    decode_chunks (CPU) ─► add_features (CPU) ─► Classifier (actor pool, GPU/CPU) ─► SecondScorer (driver)
+    decode_chunks (CPU tasks, ``caption.decode``) ─► Classifier (actor pool: spectrograms and model)
+                                                 ─► SecondScorer (driver)
+    with a GPU actor:  decode_chunks ─► add_features (CPU tasks) ─► Classifier (GPU) ─► SecondScorer
 
 Rows between stages are one second each (``kind == "window"``), plus one ``"end"`` row per
 video carrying its length and one ``"error"`` row for a video that failed (``"reason: message"``),
@@ -9,14 +11,9 @@ so memory is bounded by Ray's streaming executor rather than by the length of a 
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
-from sound_captions import reasons, storage
-from sound_captions.audio import DecodeError, stream_audio
 from sound_captions.bundle import ModelBundle, load_bundle
-from sound_captions.caption.fetch import FetchError, FetchOptions, fetched
 from sound_captions.context import (
     per_second_outputs,
     score_embeddings,
@@ -25,72 +22,10 @@ from sound_captions.context import (
 )
 from sound_captions.features import (
     FeatureConfig,
-    frame_windows,
     pin_torch_threads,
     spectrograms_where,
     to_model_input,
 )
-
-
-def _rows(video: int, kind: str, seconds: np.ndarray, n_seconds: int, message: str, windows: np.ndarray) -> dict:
-    n = len(seconds)
-    return {
-        "video": np.full(n, video, dtype=np.int64),
-        "kind": np.asarray([kind] * n, dtype=object),
-        "second": np.asarray(seconds, dtype=np.int32),
-        "n_seconds": np.full(n, n_seconds, dtype=np.int32),
-        "message": np.asarray([message] * n, dtype=object),
-        "window": windows,
-    }
-
-
-def _failure(exc: Exception, uri: str) -> str:
-    """A decode/fetch exception → ``"reason: message"`` for the report."""
-    if isinstance(exc, DecodeError):
-        reason = exc.reason
-        if storage.is_s3(uri) and (reason == reasons.NOT_FOUND or re.search(r"\b40[134]\b|Forbidden|Access Denied", str(exc))):
-            reason = reasons.UNREADABLE  # a missing object or one we may not read
-        elif reason == reasons.NOT_FOUND:
-            reason = reasons.UNAVAILABLE
-        return f"{reason}: {exc}"
-    if isinstance(exc, FetchError):
-        return f"{exc.reason}: {exc}"
-    return f"other: {type(exc).__name__}: {exc}"
-
-
-def decode_chunks(batch: dict, feature_config: dict, chunk_s: int, ffmpeg: str | None = None, fetch: dict | None = None):
-    """One video per batch → batches of one-second window rows, then an end (or error) row.
-
-    URLs are first fetched with yt-dlp into a scratch folder on this worker (deleted after);
-    local files and ``s3://`` objects (through a presigned URL) are decoded in place. ffmpeg's
-    output is read ``chunk_s`` seconds at a time, so a worker holds one chunk, not the video.
-    """
-    cfg = FeatureConfig.from_dict(feature_config)
-    empty = np.zeros((1, cfg.window_samples), dtype=np.float32)
-    for video, uri in zip(batch["video"], batch["uri"], strict=True):
-        video, uri = int(video), str(uri)
-        second = 0
-        try:
-            with fetched(uri, FetchOptions(**(fetch or {}))) as source:
-                carry = np.zeros(0, dtype=np.float32)
-                for chunk in stream_audio(source, chunk_s=chunk_s, sample_rate_hz=cfg.sample_rate_hz, ffmpeg=ffmpeg):
-                    carry = np.concatenate([carry, chunk]) if carry.size else chunk
-                    whole = carry.size // cfg.window_samples
-                    if whole:
-                        windows = carry[: whole * cfg.window_samples].reshape(whole, cfg.window_samples)
-                        carry = carry[whole * cfg.window_samples :].copy()
-                        yield _rows(video, "window", np.arange(second, second + whole), -1, "", windows)
-                        second += whole
-                tail = frame_windows(carry, cfg)  # the last partial second: padded if >= 0.5 s
-                if len(tail):
-                    yield _rows(video, "window", np.arange(second, second + len(tail)), -1, "", tail)
-                    second += len(tail)
-            if second == 0:
-                yield _rows(video, "error", np.array([0]), 0, "empty: the medium has no audio longer than half a second", empty)
-            else:
-                yield _rows(video, "end", np.array([0]), second, "", empty)
-        except Exception as exc:  # noqa: BLE001 - one bad input fails alone, with its reason
-            yield _rows(video, "error", np.array([0]), 0, _failure(exc, uri), empty)
 
 
 def window_level_dbfs(windows) -> np.ndarray:
@@ -110,16 +45,19 @@ def add_features(batch: dict, feature_config: dict, threads: int = 1) -> dict:
 
 
 class Classifier:
-    """Ray Data actor: spectrogram rows → per-label probabilities, or, for a model with audio
-    context, per-second embeddings that the driver's ``SecondScorer`` turns into probabilities
-    once a video's neighbouring seconds are all known (the model loads once)."""
+    """Ray Data actor: spectrogram rows (or, with ``features``, window rows, whose spectrograms
+    it computes first, as ``add_features`` would) → per-label probabilities, or, for a model with
+    audio context, per-second embeddings that the driver's ``SecondScorer`` turns into
+    probabilities once a video's neighbouring seconds are all known (the model loads once)."""
 
-    def __init__(self, model: str, threads: int = 1, cpu_forward_batch: int = 8):
+    def __init__(self, model: str, threads: int = 1, cpu_forward_batch: int = 8, features: bool = False):
         import torch
 
         from sound_captions.models.fuse import fused_for_inference
 
         self.bundle = load_bundle(model)
+        self.threads = threads
+        self.features = self.bundle.feature_config.to_dict() if features else None
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu":
             pin_torch_threads(threads)
@@ -143,6 +81,8 @@ class Classifier:
     def __call__(self, batch: dict) -> dict:
         import torch
 
+        if self.features is not None:
+            batch = add_features(batch, self.features, self.threads)
         spec = batch.pop("spectrogram")
         is_window = np.asarray(batch["kind"] == "window", dtype=bool)
         out = np.zeros((len(is_window), self.width), dtype=np.float32)
