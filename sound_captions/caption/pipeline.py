@@ -106,9 +106,10 @@ def caption_library(inputs: list[str], options: CaptionOptions, *, progress=None
             batch_size=1,
             num_cpus=options.decode_cpus,
             # The memory figures are real requests (ffmpeg + one chunk + Ray's output block
-            # buffer of at most 128 MiB; a batch of windows and spectrograms) and, being
-            # different, keep decode, features and the actor pool as separate operators that
-            # Ray sizes on their own instead of fusing them into the inference actors.
+            # buffer of at most 128 MiB; for GPU runs' feature tasks, a batch of windows and
+            # spectrograms) and, being different, keep the decode tasks (and those feature
+            # tasks) separate operators that Ray sizes on their own instead of fusing them into
+            # the inference actors.
             memory=options.decode_memory_mb * 2**20,
         )
         # On CPU the inference actor computes the spectrograms itself, on its own threads: no
