@@ -295,3 +295,25 @@ def test_context_model_trains_and_evaluates_with_neighbours_across_shards(small_
     np.testing.assert_allclose(scores, want, atol=1e-4)
     assert y.shape == scores.shape == (len(table), 3)
 
+
+def test_the_controller_polls_often_while_training_unless_the_user_says_otherwise(monkeypatch):
+    """Each epoch's report waits for the controller's next poll (2 s by Ray's default): while a
+    trainer starts, the poll interval Ray Train hands its controller is short; a value the user
+    set is kept, and nothing is left set afterwards."""
+    import os
+
+    from ray.train.v2._internal.constants import get_env_vars_to_propagate
+
+    from sound_captions.train.run import POLL_ENV, POLL_INTERVAL_S, controller_poll_interval
+
+    monkeypatch.delenv(POLL_ENV, raising=False)
+    with controller_poll_interval():
+        assert get_env_vars_to_propagate()[POLL_ENV] == str(POLL_INTERVAL_S) and POLL_INTERVAL_S < 1
+    assert POLL_ENV not in os.environ
+    with pytest.raises(RuntimeError), controller_poll_interval():
+        raise RuntimeError("a failed fit")
+    assert POLL_ENV not in os.environ
+    monkeypatch.setenv(POLL_ENV, "5")
+    with controller_poll_interval():
+        assert get_env_vars_to_propagate()[POLL_ENV] == "5"
+    assert os.environ[POLL_ENV] == "5"
