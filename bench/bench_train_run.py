@@ -11,8 +11,9 @@ wall time per epoch when epochs are short (a small dataset, a fine-tune, a fold 
     python bench/bench_train_run.py                          # baseline and compact, 6 epochs
     python bench/bench_train_run.py --models compact --features 64x64x1 --epochs 12
 
-Dataset: ``--clips`` generated clips of 4 s per kind (beep, music, noise), split 75/10/15 by
-clip; ``ray.init(num_cpus=4)`` as the tests do on this 2-core machine; one worker.
+Dataset: the demo's generated corpus (``sound_captions.demo.make_corpus``: ``--clips`` clips of
+4 s per kind, silent negatives, two-kind mixtures and transitions), split 75/10/15 by clip;
+``ray.init(num_cpus=4)`` as the tests do on this 2-core machine; one worker.
 """
 
 from __future__ import annotations
@@ -26,20 +27,14 @@ from pathlib import Path
 
 
 def build(root: Path, clips: int, features: str) -> Path:
+    """The demo's generated corpus (``clips`` per kind, silent negatives, mixtures) as a dataset."""
     from sound_captions.dataset.build import BuildOptions, build_dataset
+    from sound_captions.demo import DemoConfig, make_corpus
     from sound_captions.features import FeatureConfig
-    from sound_captions.sources.manifest import read_manifest, write_manifest
-    from sound_captions.testing.media import make_media
+    from sound_captions.sources.manifest import read_manifest
 
-    names = {"beep": "Beep, bleep", "music": "Music", "noise": "White noise"}
-    rows, seed = [], 500
-    for kind, name in names.items():
-        for i in range(clips):
-            seed += 1
-            make_media(root / "clips" / f"{kind}{i:02d}.wav", [(kind, 4)], seed=seed)
-            rows.append((f"clips/{kind}{i:02d}.wav", None, None, [name]))
-    write_manifest(rows, str(root / "manifest.csv"))
-    requests, failures = read_manifest(str(root / "manifest.csv"))
+    manifest = make_corpus(str(root / "corpus"), DemoConfig(workdir=str(root), clips_per_kind=clips, clip_seconds=4))
+    requests, failures = read_manifest(manifest)
     options = BuildOptions(feature_config=FeatureConfig.preset(features), split_fractions=(0.75, 0.1, 0.15), seed=3)
     build_dataset(requests, str(root / "dataset"), options, source_failures=failures)
     return root / "dataset"

@@ -31,6 +31,12 @@ from sound_captions.train.config import TrainConfig
 LOCAL_RAY_ENV = {"RAY_DATA_PARQUET_FOOTER_NUM_ACTORS": "2"}
 
 
+def use_local_ray_env() -> None:
+    """``LOCAL_RAY_ENV`` into this process's environment (call before a local ``ray.init``)."""
+    for key, value in LOCAL_RAY_ENV.items():
+        os.environ.setdefault(key, value)
+
+
 def init_ray(num_cpus: int | None = None, address: str | None = None, verbose: int = 0) -> None:
     """Join the Ray cluster named by ``--ray-address``/``RAY_ADDRESS``, else start a local one.
 
@@ -48,8 +54,7 @@ def init_ray(num_cpus: int | None = None, address: str | None = None, verbose: i
         return
     # a local Ray's own notices (start-up, token auth) only with -v: errors still show
     level = logging.ERROR if not verbose else logging.INFO
-    for key, value in LOCAL_RAY_ENV.items():
-        os.environ.setdefault(key, value)
+    use_local_ray_env()
     ray.init(num_cpus=num_cpus or max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False, logging_level=level)
 
 

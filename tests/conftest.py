@@ -39,10 +39,9 @@ def ray_session(s3_server):
 
     os.environ.setdefault("RAY_ACCEPT_CLUSTER_CONFIG_WITHOUT_AUTH", "1")
     if not ray.is_initialized():
-        from sound_captions.cli import LOCAL_RAY_ENV
+        from sound_captions.cli import use_local_ray_env
 
-        for key, value in LOCAL_RAY_ENV.items():  # as the CLI's local Ray has it
-            os.environ.setdefault(key, value)
+        use_local_ray_env()  # as the CLI's local Ray has it
         ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, object_store_memory=1_500_000_000)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False

@@ -106,11 +106,11 @@ def controller_poll_interval(seconds: float = POLL_INTERVAL_S):
     """While the trainer starts, ``POLL_ENV`` is ``seconds`` unless the user set it; Ray Train
     hands the driver's value to its controller actor. Restored afterwards."""
     if POLL_ENV in os.environ:
-        yield os.environ[POLL_ENV]
+        yield
         return
     os.environ[POLL_ENV] = str(seconds)
     try:
-        yield os.environ[POLL_ENV]
+        yield
     finally:
         os.environ.pop(POLL_ENV, None)
 
