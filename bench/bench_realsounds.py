@@ -1,7 +1,7 @@
 """Real-sound benchmark: real recorded clips → dataset → train → caption stitched test audio → score.
 
     python bench/bench_realsounds.py --corpus ~/.cache/sound-captions-realsounds/corpus \
-        --work /tmp/realbench [--models default,baseline] [--epochs 30] [--baseline-epochs N]
+        --work /tmp/realbench [--models 'default,baseline[features="128x128"]'] [--epochs 30] [--baseline-epochs N]
 
 ``--models`` names registry architectures, ``default`` (TrainConfig's default) or an architecture with
 hyper-parameter overrides in brackets, values as JSON: ``compact[context=1;head_units=128]``. The
@@ -9,6 +9,9 @@ bracket key ``teacher`` distils from another entry's bundle (or a bundle path) i
 ``baseline,mobilenet[teacher="baseline"]`` trains mobilenet with ``train --teacher`` of the
 baseline run (put the teacher first, or reuse its run with ``--reuse-runs``). The bracket key
 ``augment`` sets the batch augmentation: ``baseline[augment={"spec_time_masks":2,"mixup_alpha":0.2}]``.
+The bracket key ``features`` trains on spectrograms of another shape (mel bins × frames per
+second, a dataset of its own built from the same split): ``baseline,baseline[features="64x64"]``;
+``--feature-shape`` sets it for every entry without one.
 
 The corpus is the one ``build_realsounds.sh`` (outside this repository) makes: ``manifest.csv``
 with ``file,label,...`` rows and 16 kHz mono WAV clips. Nothing here is committed audio.
@@ -180,6 +183,14 @@ def make_test_audio(corpus: str, test_rows: list[dict], ambience_rows: list[dict
     return truth
 
 
+def feature_shape(text: str) -> tuple[int, int]:
+    """``'64x64'`` → (64, 64): mel bins × frames per second."""
+    m = re.fullmatch(r"(\d+)x(\d+)", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 64x64, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
 def parse_model_specs(text: str) -> list[tuple[str, str, dict]]:
     """``'default,compact[context=1;head_units=128]'`` → [(key, architecture, hparams)]."""
     specs = []
@@ -303,7 +314,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", required=True)
     p.add_argument("--work", default="/tmp/realbench")
-    p.add_argument("--models", default="default,baseline", help="'default' = TrainConfig's default model")
+    p.add_argument("--models", default='default,baseline[features="128x128"]', help="'default' = TrainConfig's default model on FeatureConfig's default features; the study's baseline ran on 128x128")
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     p.add_argument("--baseline-epochs", type=int, default=None)
     p.add_argument("--min-files", type=int, default=6)
@@ -315,6 +326,7 @@ def main(argv=None) -> int:
     p.add_argument("--gate-dbfs", type=float, default=None, help="caption with a copy of each bundle gated at this level (ModelBundle.gate_dbfs)")
     p.add_argument("--reuse-runs", action="store_true", help="use a bundle already trained in --work instead of training again")
     p.add_argument("--level-floor-dbfs", type=float, default=None, help="level-preserving features (FeatureConfig.level_floor_dbfs); default: today's per-window standardisation")
+    p.add_argument("--feature-shape", type=feature_shape, default=None, metavar="HxW", help="mel bins x frames per second (FeatureConfig height/width), e.g. 64x64; default: FeatureConfig's")
     args = p.parse_args(argv)
     import ray
 
@@ -332,16 +344,27 @@ def main(argv=None) -> int:
     print(f"classes ({len(classes)}): {', '.join(classes)}")
     print(f"train files {len(train_rows)}, held-out test files {len(test_rows)}, ambience files {len(ambience_rows)} ({sorted({r['label'] for r in ambience_rows})})")
 
-    t0 = time.perf_counter()
     manifest = os.path.join(work, "train_manifest.csv")
     os.makedirs(work, exist_ok=True)
     write_manifest([(os.path.join(corpus, r["file"]), None, None, [ontology.name(mids[r["label"]])]) for r in train_rows], manifest)
     requests, failures = read_manifest(manifest)
-    feature_config = FeatureConfig(level_floor_dbfs=args.level_floor_dbfs)
-    dataset = os.path.join(work, "dataset" if args.level_floor_dbfs is None else f"dataset-level{args.level_floor_dbfs:g}")
-    report = build_dataset(requests, dataset, BuildOptions(seed=args.seed, feature_config=feature_config), source_failures=failures, sources=[manifest])
-    timings["dataset build" + (" (cached)" if report.skipped else "")] = time.perf_counter() - t0
-    print(f"dataset: {report.n_clips} clips, {report.n_windows} windows, {report.n_failed} failed{' (cached)' if report.skipped else ''}")
+    datasets: dict[tuple | None, tuple[str, str, FeatureConfig]] = {}
+
+    def dataset_for(shape: tuple[int, int] | None) -> tuple[str, str, FeatureConfig]:
+        """(dataset folder, run-name suffix, feature config) for mel bins × frames ``shape``
+        (None: FeatureConfig's default), built on first use; a rebuild is skipped by digest."""
+        if shape in datasets:
+            return datasets[shape]
+        dims = {} if shape is None else {"height": shape[0], "width": shape[1]}
+        cfg = FeatureConfig(level_floor_dbfs=args.level_floor_dbfs, **dims)
+        suffix = ("" if args.level_floor_dbfs is None else f"-level{args.level_floor_dbfs:g}") + ("" if shape is None else "-{}x{}".format(*shape))
+        folder = os.path.join(work, "dataset" + suffix)
+        t0 = time.perf_counter()
+        report = build_dataset(requests, folder, BuildOptions(seed=args.seed, feature_config=cfg), source_failures=failures, sources=[manifest])
+        timings[f"dataset build {cfg.height}x{cfg.width}" + (" (cached)" if report.skipped else "")] = time.perf_counter() - t0
+        print(f"dataset {cfg.height}x{cfg.width}: {report.n_clips} clips, {report.n_windows} windows, {report.n_failed} failed{' (cached)' if report.skipped else ''}")
+        datasets[shape] = (folder, suffix, cfg)
+        return datasets[shape]
 
     t0 = time.perf_counter()
     videos = os.path.join(work, "videos")
@@ -354,9 +377,10 @@ def main(argv=None) -> int:
     for name, model, hparams in parse_model_specs(args.models):
         epochs = args.baseline_epochs if (model == "baseline" and args.baseline_epochs) else args.epochs
         key = name if name == model or "[" in name else f"{name}={model}"
-        t0 = time.perf_counter()
-        suffix = "" if args.level_floor_dbfs is None else f"-level{args.level_floor_dbfs:g}"
         hparams = dict(hparams)
+        shape = feature_shape(hparams.pop("features")) if "features" in hparams else args.feature_shape
+        dataset, suffix, _ = dataset_for(shape)
+        t0 = time.perf_counter()
         teacher = hparams.pop("teacher", None)
         augment = hparams.pop("augment", {})  # batch augmentation (BatchAugmentConfig fields), not a model setting
         teacher_uri = None
