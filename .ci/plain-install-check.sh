@@ -52,7 +52,7 @@ make_media(storage.join(work, "library", "a.mp4"), [("beep", 3), ("silence", 2),
 make_media(storage.join(work, "library", "sub", "b.mp4"), [("noise", 3), ("beep", 2)], seed=2)
 PY
 
-# 0.25 MB shards hold 8 windows of 128x128 float16: the corpus' ~100 windows make several shards.
+# 0.25 MB shards hold 31 windows of 64x64 float16: the corpus' ~100 windows make several shards.
 run dataset build --manifest "$WORK/corpus/manifest.csv" --out "$WORK/ds" --shard-mb 0.25
 shards=$(find "$WORK/ds/shards" -name 'part-*.parquet' | wc -l)
 if [ "$shards" -lt 2 ]; then

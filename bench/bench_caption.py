@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="Per video (short videos measure start-up, not throughput).")
     parser.add_argument(
         "--model", default=None,
-        help="A model bundle to measure (default: bundles of the architecture `train` uses by default and of the study's baseline, trained briefly on generated media: speed does not depend on quality).",
+        help="A model bundle to measure (default: a bundle of what `dataset build` + `train` make by default (architecture and features) and one of the study's baseline on its 128x128 features, trained briefly on generated media: speed does not depend on quality).",
     )
     parser.add_argument("--repeats", type=int, default=3, help="Runs of the job per model (fresh Ray each); the median is quoted.")
     parser.add_argument("--workdir", default=None)
@@ -165,12 +165,15 @@ def main() -> None:
     if args.model:
         models = {"given": args.model}
     else:
+        from sound_captions.features import FeatureConfig
         from sound_captions.train import TrainConfig
 
+        # what `dataset build` + `train` make by default, and the study's baseline on its features
+        default_features = "{}x{}x{}".format(*FeatureConfig().shape)
         models = {}
-        for name in dict.fromkeys([TrainConfig.model, "baseline"]):
-            models[name] = str(work / f"{name}.bundle")
-            train_tiny_bundle(models[name], 0, epochs=1, architecture=name)
+        for name, architecture, preset in ((f"default ({TrainConfig.model}, {default_features})", TrainConfig.model, default_features), ("study baseline (128x128x1)", "baseline", "128x128x1")):
+            models[name] = str(work / f"{architecture}-{preset}.bundle")
+            train_tiny_bundle(models[name], 0, epochs=1, architecture=architecture, cfg=FeatureConfig.preset(preset))
     cores = os.cpu_count() or 1
     media_h = args.videos * seconds / 3600
 
@@ -183,18 +186,19 @@ def main() -> None:
     print(f"  ffmpeg decode only ({cores} at once) : {figures['decode_only_h_per_wall_h']:8.1f} h of media per wall-hour ({decode_s:.1f} s)")
     for name, model in models.items():
         walls = []
+        slug = "".join(c if c.isalnum() else "-" for c in name)
         for _ in range(max(1, args.repeats)):
             ray.init(num_cpus=max(4, cores), include_dashboard=False, log_to_driver=False)
             ray.data.DataContext.get_current().enable_progress_bars = False
             try:
-                run = caption_library([str(work / "videos")], CaptionOptions(out=str(work / f"captions-{name}"), model=model, force=True))
+                run = caption_library([str(work / "videos")], CaptionOptions(out=str(work / f"captions-{slug}"), model=model, force=True))
             finally:
                 ray.shutdown()
             assert not run.failed, [(r.input, r.reason, r.message) for r in run.failed]
             walls.append(run.wall_s)
         wall_s = float(np.median(walls))
         per_h = media_h / (wall_s / 3600)
-        stages = stage_profile(paths, model, work / f"profile-{name}")
+        stages = stage_profile(paths, model, work / f"profile-{slug}")
         alone = model_only(model, cores)
         figures["models"][name] = {
             "bundle": model, "pipeline_wall_s": round(wall_s, 2), "pipeline_runs_wall_s": [round(w, 2) for w in walls], "pipeline_h_per_wall_h": round(per_h, 1),
@@ -202,7 +206,7 @@ def main() -> None:
             "stage_s_per_media_h_one_thread": stages,
             "model_only_windows_per_s": alone,
         }
-        print(f"  caption job, {name:<20}: {per_h:8.1f} h of media per wall-hour (median of {len(walls)}: {wall_s:.1f} s), ratio to the floor {per_h / figures['decode_only_h_per_wall_h']:.3f}")
+        print(f"  caption job, {name:<28}: {per_h:8.1f} h of media per wall-hour (median of {len(walls)}: {wall_s:.1f} s), ratio to the floor {per_h / figures['decode_only_h_per_wall_h']:.3f}")
         print("      one thread, seconds per hour of media: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
         print(
             f"      model alone, {cores} threads, batch 256: eager NCHW {alone['eager_nchw']:.0f} windows/s, "

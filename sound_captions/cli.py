@@ -185,7 +185,7 @@ def dataset():
 @click.option("--negatives", type=float, default=0.0, show_default=True, help="Share of clips with none of the chosen labels, kept as explicit negatives.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the selection and the split.")
 @click.option("--scratch", default=None, help="Download folder + archive (default: <out>/.scratch, or a local cache folder for s3:// outputs). On a cluster: a shared folder.")
-@click.option("--features", "feature_preset", default="128x128x1", show_default=True, help="128x128x1, 256x256x3, linear-128x128x1, ...; panns-16k (or -8k, -32k) for a PANNs teacher or bundle.")
+@click.option("--features", "feature_preset", default="64x64x1", show_default=True, help="64x64x1, 128x128x1 (the study's), 256x256x3, linear-128x128x1, ...; panns-16k (or -8k, -32k) for a PANNs teacher or bundle.")
 @click.option("--split", "split_fractions", default="0.8,0.1,0.1", show_default=True, help="train,valid,test fractions (by clip).")
 @options_from(BuildOptions, exclude=("seed",), aliases={"target_shard_mb": "--shard-mb", "fetch_concurrency": "--concurrency"})
 @options_from(

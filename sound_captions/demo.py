@@ -51,7 +51,7 @@ class DemoConfig:
     batch_size: int = 16
     workers: int = 1
     seed: int = 0
-    feature_preset: str = "128x128x1"
+    feature_preset: str = "64x64x1"
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
 
 

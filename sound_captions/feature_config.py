@@ -54,8 +54,8 @@ class FeatureConfig:
     sample_rate_hz: int = 16_000
     window_samples: int = 16_000
     kind: SpectrogramKind = "mel"
-    height: int = 128
-    width: int = 128
+    height: int = 64
+    width: int = 64
     channels: int = 1
     top_db: float = 80.0
     normalize: bool = True
@@ -92,7 +92,7 @@ class FeatureConfig:
 
     @classmethod
     def preset(cls, name: str) -> FeatureConfig:
-        """``"128x128x1"`` (default), ``"256x256x3"``; prefix ``linear-`` for linear spectrograms;
+        """``"64x64x1"`` (default), ``"128x128x1"`` (the study's), ``"256x256x3"``; prefix ``linear-`` for linear spectrograms;
         ``"panns-16k"`` (or ``panns-8k``, ``panns-32k``) for the PANNs front-end."""
         if name.lower().startswith("panns"):
             rate = name.lower().removeprefix("panns").lstrip("-").removesuffix("k") or "16"

@@ -5,7 +5,8 @@ The config (``FeatureConfig``) and the framing into seconds, with its time contr
 
 Spectrogram arithmetic comes from integers only: ``hop_samples = window_samples // width``; with
 centred frames torchaudio yields ``1 + window_samples // hop_samples`` frames, of which the first
-``width`` are kept (128 frames of 125 samples for 128×128; 256 of 62 for 256×256).
+``width`` are kept (64 frames of 250 samples for the default 64×64; 128 of 125 for 128×128; 256 of
+62 for 256×256).
 
 ``kind="panns"`` is the front-end of the PANNs AudioSet taggers (Kong et al. 2020, as computed by
 their ``torchlibrosa`` layers): a 32 ms Hann window, a 10 ms hop, slaney mel filters from 50 Hz to

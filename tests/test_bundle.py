@@ -22,7 +22,7 @@ def _bundle(seed: int = 0) -> ModelBundle:
         architecture="compact", hparams={}, state_dict=model.state_dict(), labels=["/m/02fs_r", "/m/04rlf", "/m/0chx_"],
         label_names={"/m/02fs_r": "Beep, bleep", "/m/04rlf": "Music", "/m/0chx_": "White noise"},
         caption_text={"/m/02fs_r": "[beeping]", "/m/04rlf": "[music]"}, thresholds={"/m/02fs_r": 0.4, "/m/04rlf": 0.5, "/m/0chx_": 0.6},
-        feature_config=FeatureConfig(), dataset_digest="abc", metrics={"best_valid_map": 0.9},
+        feature_config=FeatureConfig.preset("128x128x1"), dataset_digest="abc", metrics={"best_valid_map": 0.9},
     )
 
 
@@ -32,7 +32,7 @@ def test_roundtrip_keeps_everything(tmp_path):
     loaded = load_bundle(str(tmp_path / "m.bundle"))
     assert loaded.digest() == bundle.digest()
     assert (loaded.labels, loaded.caption_text, loaded.thresholds) == (bundle.labels, bundle.caption_text, bundle.thresholds)
-    assert loaded.feature_config == bundle.feature_config and loaded.feature_hash == FeatureConfig().hash
+    assert loaded.feature_config == bundle.feature_config and loaded.feature_hash == FeatureConfig.preset("128x128x1").hash
     assert loaded.metrics == bundle.metrics and loaded.input_shape == (1, 128, 128)
     assert _bundle(seed=1).digest() != bundle.digest()
 

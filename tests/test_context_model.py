@@ -75,7 +75,7 @@ def test_neighbour_index_stays_within_clip_and_augment_version():
 
 @pytest.mark.parametrize("architecture", ["mobilenet", "compact"])
 def test_stacked_windows_and_per_second_embeddings_give_the_same_scores(architecture):
-    cfg = FeatureConfig()
+    cfg = FeatureConfig.preset("128x128x1")
     rng = np.random.default_rng(0)
     spec = rng.standard_normal((6, 128, 128, 1)).astype(np.float32)
     silence = silence_spectrogram(cfg)
@@ -112,7 +112,7 @@ def test_registry_and_bundle_carry_the_context(tmp_path):
     # without context the compact CNN keeps the layout of bundles made before context existed
     assert not hasattr(build_model("compact", 3), "project")
     model = build_model("mobilenet", 3, (1, 128, 128), **{**TINY, "context": 2})
-    cfg = FeatureConfig(level_floor_dbfs=-90.0)
+    cfg = FeatureConfig(height=128, width=128, level_floor_dbfs=-90.0)
     bundle = ModelBundle(
         architecture="mobilenet", hparams={**TINY, "context": 2}, state_dict=model.state_dict(),
         labels=LABELS, label_names=dict.fromkeys(LABELS, "x"), caption_text={}, thresholds=dict.fromkeys(LABELS, 0.5),
@@ -137,7 +137,7 @@ def _write(path, x, sr=16_000):
 
 @pytest.mark.ray
 def test_caption_run_scores_each_second_with_its_neighbours(ray_session, tmp_path):
-    cfg = FeatureConfig()
+    cfg = FeatureConfig.preset("128x128x1")
     model = _tiny(1, seed=4)
     bundle = ModelBundle(
         architecture="mobilenet", hparams=TINY, state_dict=model.state_dict(), labels=LABELS,

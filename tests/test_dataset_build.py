@@ -150,7 +150,7 @@ def local_build(ray_session, served, tmp_path_factory):
     out = tmp_path_factory.mktemp("local") / "ds"
     scratch = out.parent / "scratch"
     started = time.monotonic()
-    plan, report = run_build(served, str(out), scratch, target_shard_mb=0.13)  # ~4 rows per shard
+    plan, report = run_build(served, str(out), scratch, target_shard_mb=0.033)  # ~4 rows per shard
     return out, scratch, plan, report, time.monotonic() - started
 
 
@@ -169,7 +169,7 @@ def test_local_build_accounts_for_every_item_once_with_the_right_reason(local_bu
 def test_small_target_gives_several_whole_shards_and_nothing_else(local_build) -> None:
     out, *_ = local_build
     info = shards.load_dataset_info(str(out))
-    per_shard = rows_per_shard(info.feature_config, 0.13)
+    per_shard = rows_per_shard(info.feature_config, 0.033)
     assert per_shard == 4
     assert len(info.shards) >= 3
     sizes = [pq.read_metadata(out / rel).num_rows for rel in info.shards]

@@ -68,7 +68,7 @@ def test_a_manifest_build_without_labels_keeps_its_own_labels() -> None:
 
 def test_rows_per_shard_follows_the_target_size() -> None:
     cfg = FeatureConfig()
-    assert rows_per_shard(cfg, 128) == 128 * (1 << 20) // (128 * 128 * 2 + 256)
+    assert rows_per_shard(cfg, 128) == 128 * (1 << 20) // (64 * 64 * 2 + 256)
     assert rows_per_shard(FeatureConfig.preset("256x256x3"), 128) < rows_per_shard(cfg, 128)
     assert rows_per_shard(cfg, 0.001) == 1
 

@@ -36,9 +36,9 @@ def test_presets_give_the_studys_shapes(preset, shape):
     assert np.isfinite(feats).all()
 
 
-def test_default_is_log_mel_128x128x1():
+def test_default_is_log_mel_64x64x1():
     cfg = FeatureConfig()
-    assert (cfg.kind, cfg.shape, cfg.sample_rate_hz, cfg.hop_samples) == ("mel", (128, 128, 1), 16_000, 125)
+    assert (cfg.kind, cfg.shape, cfg.sample_rate_hz, cfg.hop_samples) == ("mel", (64, 64, 1), 16_000, 250)
 
 
 @given(n_samples=st.integers(min_value=0, max_value=16_000 * 20))
@@ -81,11 +81,11 @@ def test_batch_equals_stacked_single_windows(cfg):
 
 
 def test_hash_is_stable_and_tells_configs_apart():
-    a, b = FeatureConfig(), FeatureConfig.preset("128x128x1")
+    a, b = FeatureConfig(), FeatureConfig.preset("64x64x1")
     assert a.hash == b.hash and len(a.hash) == 16
     assert FeatureConfig.from_dict(a.to_dict()) == a
-    others = {FeatureConfig.preset(p).hash for p in ("256x256x3", "linear-128x128x1")}
-    assert a.hash not in others and len(others) == 2
+    others = {FeatureConfig.preset(p).hash for p in ("128x128x1", "256x256x3", "linear-128x128x1")}
+    assert a.hash not in others and len(others) == 3
     with pytest.raises(FeatureConfigMismatchError):
         a.check(FeatureConfig.preset("256x256x3").hash, "the shards")
 

@@ -46,7 +46,7 @@ def test_shared_labels_keep_their_rows_and_new_labels_start_fresh(tmp_path_facto
         else:
             assert torch.equal(value, source.state_dict[key]), key
     with pytest.raises(FeatureConfigMismatchError):
-        initial_weights(uri, labels, FeatureConfig(height=64, width=64), fresh, head)
+        initial_weights(uri, labels, FeatureConfig.preset("128x128x1"), fresh, head)
     other = build_model("baseline", len(labels), source.input_shape)
     with pytest.raises(InitFromError, match="another architecture|shape"):
         initial_weights(uri, labels, source.feature_config, other, {"fc2.weight", "fc2.bias"})

@@ -82,7 +82,7 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     # Rows the train loop shuffles among each epoch. The shards keep the build's order (a clip's
     # seconds, and often a class's clips, together); Ray fills the buffer with whole blocks, so
-    # this matters where a split spans many small blocks. 8192 rows of 128×128 float16 ≈ 256 MB
+    # this matters where a split spans many small blocks. 8192 rows of the default 64×64 float16 ≈ 64 MB (128×128: 256 MB)
     # (×3 with a context of 1).
     shuffle_buffer_rows: int = 8192
     augment: dict = field(default_factory=dict)  # BatchAugmentConfig fields; recorded in the bundle
