@@ -169,11 +169,12 @@ def main() -> None:
         from sound_captions.train import TrainConfig
 
         # what `dataset build` + `train` make by default, and the study's baseline on its features
-        default_features = "{}x{}x{}".format(*FeatureConfig().shape)
         models = {}
-        for name, architecture, preset in ((f"default ({TrainConfig.model}, {default_features})", TrainConfig.model, default_features), ("study baseline (128x128x1)", "baseline", "128x128x1")):
-            models[name] = str(work / f"{architecture}-{preset}.bundle")
-            train_tiny_bundle(models[name], 0, epochs=1, architecture=architecture, cfg=FeatureConfig.preset(preset))
+        for role, architecture, cfg in (("default", TrainConfig.model, FeatureConfig()), ("study baseline", "baseline", FeatureConfig.preset("128x128x1"))):
+            shape = "x".join(map(str, cfg.shape))
+            name = f"default ({architecture}, {shape})" if role == "default" else f"{role} ({shape})"
+            models[name] = str(work / f"{architecture}-{shape}.bundle")
+            train_tiny_bundle(models[name], 0, epochs=1, architecture=architecture, cfg=cfg)
     cores = os.cpu_count() or 1
     media_h = args.videos * seconds / 3600
 

@@ -184,11 +184,12 @@ def make_test_audio(corpus: str, test_rows: list[dict], ambience_rows: list[dict
 
 
 def feature_shape(text: str) -> tuple[int, int]:
-    """``'64x64'`` → (64, 64): mel bins × frames per second."""
-    m = re.fullmatch(r"(\d+)x(\d+)", text.strip())
-    if not m:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 64x64, got {text!r}")
-    return int(m.group(1)), int(m.group(2))
+    """``'64x64'`` → (64, 64): mel bins × frames per second (read as the one-channel preset)."""
+    try:
+        cfg = FeatureConfig.preset(f"{text.strip()}x1")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 64x64, got {text!r}") from None
+    return cfg.height, cfg.width
 
 
 def parse_model_specs(text: str) -> list[tuple[str, str, dict]]:
